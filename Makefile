@@ -1,0 +1,38 @@
+# kprintd developer entry points. `make test` and `make demo` install what they need first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install postgres test demo lint bench clean
+
+install: $(STAMP) postgres
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# The embedded test/demo database runs from Debian's PostgreSQL server binaries.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+	  echo "Installing Debian's postgresql package (server binaries for the throwaway database)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check kprintd tests bench
+	$(BIN)/ruff format --check kprintd tests bench
+	$(BIN)/mypy
+
+demo: install
+	$(BIN)/python -m kprintd.demo
+
+bench: install
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,98 @@
+"""The `kprintd` command line: subcommands for migrating, running, inspecting and emulating.
+
+Owns argument parsing, turning configuration and migration errors into one clear line and an exit
+code, and dispatching to the module that does the work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from kprintd import __version__
+from kprintd.config import ConfigError, Settings, load_settings
+from kprintd.logs import configure_logging
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def _fail(message: str, code: int = EXIT_FAILURE) -> int:
+    print(f"kprintd: {message}", file=sys.stderr)
+    return code
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.env_file)
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from kprintd import migrate
+
+    settings = _settings(args)
+    directory = Path(args.dir) if args.dir else None
+    try:
+        if args.status:
+            state = migrate.status(settings.database_url, directory)
+            for migration, applied_at in state.applied:
+                print(f"applied  {migration.filename}  {applied_at}")
+            for migration in state.pending:
+                print(f"pending  {migration.filename}")
+            return EXIT_OK
+        applied = migrate.migrate(settings.database_url, directory)
+    except migrate.MigrationError as exc:
+        return _fail(str(exc))
+    for migration in applied:
+        print(f"applied  {migration.filename}")
+    if not applied:
+        print("schema is up to date")
+    return EXIT_OK
+
+
+def _cmd_emulator(args: argparse.Namespace) -> int:
+    from kprintd import emulator
+
+    return emulator.main(args.emulator_args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kprintd", description="Kitchen printer daemon: the database is the API."
+    )
+    parser.add_argument("--version", action="version", version=f"kprintd {__version__}")
+    parser.add_argument(
+        "--env-file", help="read KPRINTD_* settings from this file (default: KPRINTD_ENV_FILE)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    migrate_parser = commands.add_parser("migrate", help="apply the SQL migrations in sql/")
+    migrate_parser.add_argument("--status", action="store_true", help="list applied and pending")
+    migrate_parser.add_argument("--dir", help="migrations directory (default: the bundled sql/)")
+    migrate_parser.set_defaults(handler=_cmd_migrate)
+
+    emulator_parser = commands.add_parser(
+        "emulator", help="run emulated ESC/POS network printers on loopback", add_help=False
+    )
+    emulator_parser.add_argument("emulator_args", nargs=argparse.REMAINDER)
+    emulator_parser.set_defaults(handler=_cmd_emulator)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except ConfigError as exc:
+        return _fail(f"configuration error: {exc}", EXIT_USAGE)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
