@@ -67,7 +67,8 @@ class Settings(BaseSettings):
         try:
             psycopg.conninfo.conninfo_to_dict(value)
         except psycopg.ProgrammingError as exc:
-            raise ValueError(f"not a libpq URL or conninfo string ({exc})") from None
+            reason = " ".join(str(exc).split())
+            raise ValueError(f"not a libpq URL or conninfo string ({reason})") from None
         return value
 
     @field_validator("brand_ids", mode="before")
@@ -83,6 +84,7 @@ def _describe(error: ValidationError) -> str:
     field = str(first["loc"][0]) if first["loc"] else "?"
     variable = ENV_PREFIX + field.upper()
     message = "is not set" if first["type"] == "missing" else first["msg"]
+    message = " ".join(message.removeprefix("Value error, ").split())
     return f"{variable} {message}"
 
 

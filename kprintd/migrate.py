@@ -81,7 +81,9 @@ def discover(directory: Path) -> list[Migration]:
     return migrations
 
 
-def _plan(conn: psycopg.Connection[tuple[object, ...]], migrations: list[Migration]) -> MigrationState:
+def _plan(
+    conn: psycopg.Connection[tuple[object, ...]], migrations: list[Migration]
+) -> MigrationState:
     rows = conn.execute(
         "SELECT version, filename, checksum, applied_at::text FROM kprintd_schema_migrations"
         " ORDER BY version"

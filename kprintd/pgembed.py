@@ -33,7 +33,9 @@ def find_server_bindir() -> Path:
     """The directory holding initdb/postgres: newest Debian version first, then PATH."""
     candidates = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0,
+        key=lambda p: (
+            int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0
+        ),
         reverse=True,
     )
     on_path = shutil.which("initdb")
