@@ -1,0 +1,901 @@
+"""Emulated raw-port (9100) ESC/POS network printers on loopback, for development and tests.
+
+This module owns the emulator: :class:`EmulatedPrinter` (a TCP server that reads
+ESC/POS, answers DLE EOT status requests from a simulated :class:`PrinterState`,
+splits jobs at each cut and keeps them as :class:`ReceivedTicket`), fault
+injection (:class:`Fault`), a line-based control port, and the
+``kprintd emulator`` command line (:func:`main`). It only ever binds to
+127.0.0.0/8. Decoding and paper rendering live in :mod:`kprintd.escpos_decode`,
+status bytes in :mod:`kprintd.printer_status`.
+
+Each connection has its own decoder and paper state, so concurrent senders
+never interleave on one ticket. While the simulated printer cannot print
+(offline, cover open, paper out, cutter error) it keeps reading and answering
+status requests but holds the data, like a real printer's receive buffer, and
+prints it once it can again (or drops it, with ``keep_data_while_unready=False``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import ipaddress
+import logging
+import queue
+import select
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from types import FrameType, TracebackType
+
+from PIL import Image
+
+from kprintd.escpos_decode import (
+    Command,
+    DecodedJob,
+    Event,
+    JobAssembler,
+    StreamDecoder,
+    render_png,
+    render_text,
+)
+from kprintd.printer_status import PaperState, PrinterState, StatusRequest, build_status_response
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
+DEFAULT_CONTROL = "127.0.0.1:9190"
+_POLL = 0.05  # seconds: how quickly threads notice stop, fault and state changes
+_RECV_SIZE = 65536
+
+
+def check_loopback(host: str) -> str:
+    """Return ``host`` as a dotted IPv4 loopback address, or raise ``ValueError``."""
+    if host == "localhost":
+        return "127.0.0.1"
+    try:
+        address = ipaddress.IPv4Address(host)
+    except ValueError:
+        raise ValueError(f"{host!r} is not an IPv4 address in 127.0.0.0/8") from None
+    if address not in LOOPBACK:
+        raise ValueError(f"{host} is not loopback: the emulator only binds to 127.0.0.0/8")
+    return str(address)
+
+
+# --------------------------------------------------------------------------- faults
+
+
+class FaultMode(Enum):
+    NONE = "none"
+    REFUSE = "refuse"  # nothing listens: connect() fails with ECONNREFUSED
+    RESET = "reset"  # accepts, then resets the connection at once
+    BLACK_HOLE = "black_hole"  # accepts, never reads and never answers
+    DROP_AFTER = "drop_after"  # reads `drop_after` bytes of a connection, then resets it
+    SLOW_READ = "slow_read"  # reads at most `bytes_per_second`
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A network misbehaviour. Text form: ``none``, ``refuse``, ``reset``, ``black_hole``,
+    ``drop_after:N`` (bytes), ``slow_read:N`` (bytes per second)."""
+
+    mode: FaultMode = FaultMode.NONE
+    drop_after: int = 0
+    bytes_per_second: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mode is FaultMode.DROP_AFTER and self.drop_after < 0:
+            raise ValueError("drop_after must be >= 0")
+        if self.mode is FaultMode.SLOW_READ and self.bytes_per_second <= 0:
+            raise ValueError("slow_read needs bytes_per_second > 0")
+
+    @classmethod
+    def drop_after_bytes(cls, count: int) -> Fault:
+        return cls(FaultMode.DROP_AFTER, drop_after=count)
+
+    @classmethod
+    def slow_read(cls, bytes_per_second: float) -> Fault:
+        return cls(FaultMode.SLOW_READ, bytes_per_second=bytes_per_second)
+
+    @classmethod
+    def parse(cls, text: str) -> Fault:
+        name, _, arg = text.strip().lower().partition(":")
+        try:
+            mode = FaultMode(name.replace("-", "_"))
+        except ValueError:
+            known = ", ".join(m.value for m in FaultMode)
+            raise ValueError(f"unknown fault {name!r} (known: {known})") from None
+        if mode is FaultMode.DROP_AFTER:
+            return cls.drop_after_bytes(int(arg or "0"))
+        if mode is FaultMode.SLOW_READ:
+            if not arg:
+                raise ValueError("slow_read needs a rate: slow_read:BYTES_PER_SECOND")
+            return cls.slow_read(float(arg))
+        if arg:
+            raise ValueError(f"fault {name!r} takes no argument")
+        return cls(mode)
+
+    def __str__(self) -> str:
+        if self.mode is FaultMode.DROP_AFTER:
+            return f"drop_after:{self.drop_after}"
+        if self.mode is FaultMode.SLOW_READ:
+            return f"slow_read:{self.bytes_per_second:g}"
+        return str(self.mode.value)
+
+
+NO_FAULT = Fault()
+
+
+# --------------------------------------------------------------------------- tickets
+
+
+@dataclass(frozen=True)
+class ReceivedTicket:
+    """One job, from the first byte after the previous cut up to and including its cut."""
+
+    printer: str
+    number: int  # 1-based, per printer
+    connection: int  # 1-based connection counter of the printer
+    job: DecodedJob
+    text: str  # framed text per the convention in kprintd.escpos_decode
+    received_at: float  # time.monotonic() when the cut was executed
+    received_at_wall: float  # time.time() at the same moment
+    chars_per_line: int
+
+    @property
+    def raw(self) -> bytes:
+        return self.job.raw
+
+    @property
+    def cut(self) -> str | None:
+        return self.job.cut
+
+    def png(self) -> Image.Image:
+        return render_png(self.job, self.chars_per_line)
+
+
+@dataclass(frozen=True)
+class PrinterStats:
+    connections: int
+    bytes_received: int
+    status_requests: int
+    bytes_discarded: int
+
+
+TicketListener = Callable[[ReceivedTicket], None]
+
+
+# --------------------------------------------------------------------------- the printer
+
+
+class EmulatedPrinter:
+    """An ESC/POS network printer on a loopback address; a context manager.
+
+    ``port=0`` picks a free port (read :attr:`port` after :meth:`start`). Fault and
+    state setters take effect immediately, also for connections already open.
+    """
+
+    def __init__(
+        self,
+        name: str = "printer",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        chars_per_line: int = 48,
+        fault: Fault | FaultMode = NO_FAULT,
+        state: PrinterState | None = None,
+        out_dir: Path | None = None,
+        png: bool = False,
+        keep_data_while_unready: bool = True,
+        hold_limit: int = 1 << 20,
+        receive_buffer: int | None = None,
+    ) -> None:
+        self.name = name
+        self.host = check_loopback(host)
+        self.port = port
+        self.chars_per_line = chars_per_line
+        self.out_dir = out_dir
+        self.png = png
+        self.keep_data_while_unready = keep_data_while_unready
+        self.hold_limit = hold_limit
+        self.receive_buffer = receive_buffer
+        self._fault = fault if isinstance(fault, Fault) else Fault(fault)
+        self._state = state or PrinterState()
+        self._lock = threading.Lock()
+        self._tickets_changed = threading.Condition(self._lock)
+        self._tickets: list[ReceivedTicket] = []
+        self._fragments: list[DecodedJob] = []
+        self._listeners: list[TicketListener] = []
+        self._subscribers: list[queue.Queue[ReceivedTicket]] = []
+        self._listener: socket.socket | None = None
+        self._connections: set[socket.socket] = set()
+        self._threads: set[threading.Thread] = set()
+        self._stopping = threading.Event()
+        self._started = False
+        self._ticket_count = 0
+        self._connection_count = 0
+        self._bytes_received = 0
+        self._status_requests = 0
+        self._bytes_discarded = 0
+
+    # -- lifecycle
+
+    def __enter__(self) -> EmulatedPrinter:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    def start(self) -> None:
+        if self._started:
+            raise RuntimeError(f"printer {self.name} already started")
+        self._started = True
+        self._stopping.clear()
+        listener = self._bind()
+        with self._lock:
+            if self._fault.mode is FaultMode.REFUSE:
+                listener.close()
+            else:
+                self._listener = listener
+        self._spawn(self._accept_loop, f"emulator-{self.name}-accept")
+
+    def stop(self) -> None:
+        """Close the listener and every connection, and wait for the threads to end."""
+        self._stopping.set()
+        with self._lock:
+            listener, self._listener = self._listener, None
+            connections = list(self._connections)
+        if listener is not None:
+            listener.close()
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        current = threading.current_thread()
+        for thread in list(self._threads):
+            if thread is not current:
+                thread.join(timeout=5)
+        self._started = False
+
+    def _bind(self) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.receive_buffer:
+                # Set before listen() so accepted sockets inherit a small window.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
+            sock.bind((self.host, self.port))
+            sock.listen(64)
+        except OSError:
+            sock.close()
+            raise
+        self.port = sock.getsockname()[1]
+        return sock
+
+    def _spawn(self, target: Callable[..., None], name: str, *args: object) -> None:
+        def run() -> None:
+            try:
+                target(*args)
+            finally:
+                with self._lock:
+                    self._threads.discard(thread)
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        with self._lock:
+            self._threads.add(thread)
+        thread.start()
+
+    # -- simulated state and faults
+
+    @property
+    def fault(self) -> Fault:
+        return self._fault
+
+    def set_fault(self, fault: Fault | FaultMode | str) -> None:
+        if isinstance(fault, str):
+            fault = Fault.parse(fault)
+        elif isinstance(fault, FaultMode):
+            fault = Fault(fault)
+        close: socket.socket | None = None
+        with self._lock:
+            self._fault = fault
+            if fault.mode is FaultMode.REFUSE:
+                close, self._listener = self._listener, None
+            listening = self._listener is not None
+        if close is not None:
+            close.close()
+        if not listening and fault.mode is not FaultMode.REFUSE and self._started:
+            listener = self._bind()
+            with self._lock:
+                self._listener = listener
+
+    @property
+    def state(self) -> PrinterState:
+        return self._state
+
+    def set_state(self, state: PrinterState) -> None:
+        self._state = state
+
+    def set_paper(self, paper: PaperState | str) -> None:
+        with self._lock:
+            self._state = dataclasses.replace(self._state, paper=PaperState(paper))
+
+    def set_cover_open(self, cover_open: bool) -> None:
+        with self._lock:
+            self._state = dataclasses.replace(self._state, cover_open=cover_open)
+
+    def set_online(self, online: bool) -> None:
+        with self._lock:
+            self._state = dataclasses.replace(self._state, online=online)
+
+    def set_cutter_error(self, cutter_error: bool) -> None:
+        with self._lock:
+            self._state = dataclasses.replace(self._state, cutter_error=cutter_error)
+
+    # -- results
+
+    def tickets(self) -> list[ReceivedTicket]:
+        with self._lock:
+            return list(self._tickets)
+
+    def fragments(self) -> list[DecodedJob]:
+        """Data that was printed but never cut because its connection ended first."""
+        with self._lock:
+            return list(self._fragments)
+
+    def stats(self) -> PrinterStats:
+        with self._lock:
+            return PrinterStats(
+                connections=self._connection_count,
+                bytes_received=self._bytes_received,
+                status_requests=self._status_requests,
+                bytes_discarded=self._bytes_discarded,
+            )
+
+    def clear(self) -> None:
+        """Forget received tickets and fragments (counters and numbering go on)."""
+        with self._lock:
+            self._tickets.clear()
+            self._fragments.clear()
+
+    def wait_for_tickets(self, count: int, timeout: float) -> list[ReceivedTicket]:
+        """Block until at least ``count`` tickets arrived; raise ``TimeoutError`` otherwise."""
+        deadline = time.monotonic() + timeout
+        with self._tickets_changed:
+            while len(self._tickets) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"printer {self.name}: {len(self._tickets)} of {count} tickets "
+                        f"after {timeout:g} s"
+                    )
+                self._tickets_changed.wait(remaining)
+            return list(self._tickets)
+
+    def add_listener(self, listener: TicketListener) -> None:
+        """Call ``listener(ticket)`` from the emulator's thread as each ticket is cut."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def subscribe(self) -> queue.Queue[ReceivedTicket]:
+        """A queue that receives every ticket cut from now on."""
+        q: queue.Queue[ReceivedTicket] = queue.Queue()
+        with self._lock:
+            self._subscribers.append(q)
+        return q
+
+    # -- network
+
+    def _accept_loop(self) -> None:
+        while not self._stopping.is_set():
+            with self._lock:
+                listener = self._listener
+            if listener is None:
+                self._stopping.wait(_POLL)
+                continue
+            try:
+                ready, _, _ = select.select([listener], [], [], _POLL)
+                if not ready:
+                    continue
+                conn, _peer = listener.accept()
+            except (OSError, ValueError):
+                # set_fault(REFUSE) or stop() closed the listener under us.
+                continue
+            if self._fault.mode is FaultMode.RESET:
+                _reset(conn)
+                continue
+            with self._lock:
+                self._connection_count += 1
+                number = self._connection_count
+                self._connections.add(conn)
+            self._spawn(self._serve, f"emulator-{self.name}-conn{number}", conn, number)
+
+    def _serve(self, conn: socket.socket, number: int) -> None:
+        session = _Session(self, conn, number)
+        try:
+            session.run()
+        except OSError as exc:
+            log.debug("printer %s connection %d: %s", self.name, number, exc)
+        finally:
+            with self._lock:
+                self._connections.discard(conn)
+            with contextlib.suppress(OSError):
+                conn.close()
+            session.finish()
+
+    # -- called by sessions
+
+    def _count(self, received: int = 0, status: int = 0, discarded: int = 0) -> None:
+        with self._lock:
+            self._bytes_received += received
+            self._status_requests += status
+            self._bytes_discarded += discarded
+
+    def _publish(self, job: DecodedJob, connection: int) -> None:
+        now_mono, now_wall = time.monotonic(), time.time()
+        with self._lock:
+            self._ticket_count += 1
+            number = self._ticket_count
+        ticket = ReceivedTicket(
+            printer=self.name,
+            number=number,
+            connection=connection,
+            job=job,
+            text=render_text(job, self.chars_per_line),
+            received_at=now_mono,
+            received_at_wall=now_wall,
+            chars_per_line=self.chars_per_line,
+        )
+        if self.out_dir is not None:
+            self._write_files(ticket)
+        with self._tickets_changed:
+            self._tickets.append(ticket)
+            self._tickets_changed.notify_all()
+            listeners = list(self._listeners)
+            subscribers = list(self._subscribers)
+        for q in subscribers:
+            q.put(ticket)
+        for listener in listeners:
+            try:
+                listener(ticket)
+            except Exception:
+                log.exception("ticket listener failed on printer %s", self.name)
+
+    def _write_files(self, ticket: ReceivedTicket) -> None:
+        assert self.out_dir is not None
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        stem = self.out_dir / f"{self.name}-{ticket.number:04d}"
+        stem.with_suffix(".txt").write_text(ticket.text, encoding="utf-8")
+        stem.with_suffix(".bin").write_bytes(ticket.raw)
+        if self.png:
+            ticket.png().save(stem.with_suffix(".png"), format="PNG")
+
+    def _add_fragment(self, job: DecodedJob) -> None:
+        with self._lock:
+            self._fragments.append(job)
+
+
+def _reset(conn: socket.socket) -> None:
+    """Close so that the peer gets RST instead of an orderly FIN."""
+    with contextlib.suppress(OSError):
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        conn.close()
+
+
+class _Session:
+    """One accepted connection: reads under the current fault, answers status, prints."""
+
+    def __init__(self, printer: EmulatedPrinter, conn: socket.socket, number: int) -> None:
+        self.printer = printer
+        self.conn = conn
+        self.number = number
+        self.decoder = StreamDecoder()
+        self.assembler = JobAssembler()
+        self.held: deque[Event] = deque()
+        self.held_bytes = 0
+        self.received = 0
+        conn.settimeout(_POLL)
+
+    def run(self) -> None:
+        p = self.printer
+        while not p._stopping.is_set():
+            self._release_held()
+            fault = p.fault
+            if fault.mode is FaultMode.BLACK_HOLE or self.held_bytes >= p.hold_limit:
+                p._stopping.wait(_POLL)
+                continue
+            size = _RECV_SIZE
+            if fault.mode is FaultMode.DROP_AFTER:
+                size = fault.drop_after - self.received
+                if size <= 0:
+                    _reset(self.conn)
+                    return
+            elif fault.mode is FaultMode.SLOW_READ:
+                size = max(1, int(fault.bytes_per_second * _POLL))
+            try:
+                data = self.conn.recv(size)
+            except TimeoutError:
+                continue
+            if not data:
+                break
+            self.received += len(data)
+            p._count(received=len(data))
+            self._handle(self.decoder.feed(data))
+            if fault.mode is FaultMode.SLOW_READ:
+                p._stopping.wait(len(data) / fault.bytes_per_second)
+        # The peer is gone, but a real printer still prints what it buffered.
+        while self.held and not p._stopping.is_set():
+            self._release_held()
+            p._stopping.wait(_POLL)
+
+    def _handle(self, events: list[Event]) -> None:
+        p = self.printer
+        for event in events:
+            if isinstance(event, Command) and event.name == "DLE EOT":
+                self._answer_status(event)
+            if self.held or not p.state.can_print:
+                if p.keep_data_while_unready:
+                    self.held.append(event)
+                    self.held_bytes += len(event.raw)
+                else:
+                    p._count(discarded=len(event.raw))
+                continue
+            self._print(event)
+
+    def _answer_status(self, event: Command) -> None:
+        n = event.params[0]
+        if n in tuple(StatusRequest):
+            self.printer._count(status=1)
+            self.conn.sendall(build_status_response(n, self.printer.state))
+
+    def _release_held(self) -> None:
+        while self.held and self.printer.state.can_print:
+            event = self.held.popleft()
+            self.held_bytes -= len(event.raw)
+            self._print(event)
+
+    def _print(self, event: Event) -> None:
+        job = self.assembler.apply(event)
+        if job is not None:
+            self.printer._publish(job, self.number)
+
+    def finish(self) -> None:
+        rest = self.assembler.finish()
+        if rest is not None and rest.lines:
+            self.printer._add_fragment(rest)
+
+
+# --------------------------------------------------------------------------- control port
+
+
+class ControlServer:
+    """Line-based control of running printers on a loopback TCP port (see docs/emulator.md)."""
+
+    def __init__(self, printers: Sequence[EmulatedPrinter], host: str, port: int) -> None:
+        self.printers = {p.name: p for p in printers}
+        self.host = check_loopback(host)
+        self.port = port
+        self._sock: socket.socket | None = None
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        sock.listen(8)
+        self.port = sock.getsockname()[1]
+        self._sock = sock
+        self._thread = threading.Thread(target=self._loop, name="emulator-control", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._sock is not None:
+            self._sock.close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        assert self._sock is not None
+        while not self._stopping.is_set():
+            try:
+                ready, _, _ = select.select([self._sock], [], [], _POLL)
+                if not ready:
+                    continue
+                conn, _ = self._sock.accept()
+            except (OSError, ValueError):
+                continue
+            threading.Thread(target=self._client, args=(conn,), daemon=True).start()
+
+    def _client(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rw", encoding="utf-8", newline="\n") as stream:
+            for line in stream:
+                if not line.strip():
+                    continue
+                if line.strip().lower() in ("quit", "exit"):
+                    return
+                stream.write(self.execute(line) + "\n")
+                stream.flush()
+
+    def _targets(self, name: str) -> list[EmulatedPrinter]:
+        if name in ("*", "all"):
+            return list(self.printers.values())
+        if name not in self.printers:
+            raise ValueError(f"no printer {name!r} (have: {', '.join(self.printers)})")
+        return [self.printers[name]]
+
+    def execute(self, line: str) -> str:
+        """Run one control command and return its one-line reply (``ok ...``/``error: ...``)."""
+        words = line.split()
+        if not words:
+            return "error: empty command"
+        command, args = words[0].lower(), words[1:]
+        try:
+            if command == "help":
+                return "ok " + CONTROL_HELP.replace("\n", " | ")
+            if command in ("list", "status"):
+                return "ok " + " ; ".join(describe(p) for p in self.printers.values())
+            if len(args) != (1 if command == "clear" else 2):
+                raise ValueError(f"wrong arguments for {command!r}; try 'help'")
+            targets = self._targets(args[0])
+            for printer in targets:
+                _apply_control(printer, command, args[1] if len(args) > 1 else "")
+            return "ok " + " ; ".join(describe(p) for p in targets)
+        except ValueError as exc:
+            return f"error: {exc}"
+
+
+CONTROL_HELP = """\
+list                                  show every printer, its fault and state
+fault NAME none|refuse|reset|black_hole|drop_after:N|slow_read:N
+paper NAME ok|near_end|out
+cover NAME open|closed
+online NAME on|off
+cutter NAME ok|error
+clear NAME                            forget received tickets
+(NAME may be * for all printers)"""
+
+_SWITCHES = {"on": True, "off": False, "open": True, "closed": False, "error": True, "ok": False}
+
+
+def _switch(value: str, allowed: tuple[str, str]) -> bool:
+    if value not in allowed:
+        raise ValueError(f"expected {' or '.join(allowed)}, got {value!r}")
+    return _SWITCHES[value]
+
+
+def _apply_control(printer: EmulatedPrinter, command: str, value: str) -> None:
+    value = value.lower()
+    if command == "fault":
+        printer.set_fault(Fault.parse(value))
+    elif command == "paper":
+        printer.set_paper(PaperState(value))
+    elif command == "cover":
+        printer.set_cover_open(_switch(value, ("open", "closed")))
+    elif command == "online":
+        printer.set_online(_switch(value, ("on", "off")))
+    elif command == "cutter":
+        printer.set_cutter_error(_switch(value, ("error", "ok")))
+    elif command == "clear":
+        printer.clear()
+    else:
+        raise ValueError(f"unknown command {command!r}; try 'help'")
+
+
+def describe(printer: EmulatedPrinter) -> str:
+    s = printer.state
+    return (
+        f"{printer.name} {printer.host}:{printer.port} fault={printer.fault} "
+        f"online={'on' if s.online else 'off'} paper={s.paper.value} "
+        f"cover={'open' if s.cover_open else 'closed'} "
+        f"cutter={'error' if s.cutter_error else 'ok'} tickets={len(printer.tickets())}"
+    )
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    try:
+        return check_loopback(host), int(port)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class PrinterSpec:
+    name: str
+    host: str
+    port: int
+    chars_per_line: int | None
+
+
+def _printer_spec(text: str) -> PrinterSpec:
+    name, sep, rest = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=HOST:PORT[/COLUMNS], got {text!r}")
+    address, _, columns = rest.partition("/")
+    if columns and not columns.isdigit():
+        raise argparse.ArgumentTypeError(f"bad column count in {text!r}")
+    host, port = _host_port(address)
+    return PrinterSpec(name, host, port, int(columns) if columns else None)
+
+
+def _name_value(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kprintd emulator",
+        description="Emulated ESC/POS network printers on loopback. "
+        "'kprintd emulator ctl COMMAND...' talks to a running emulator's control port.",
+    )
+    parser.add_argument(
+        "--printer",
+        action="append",
+        type=_printer_spec,
+        required=True,
+        metavar="NAME=HOST:PORT[/COLUMNS]",
+        help="a printer to emulate; HOST must be in 127.0.0.0/8 (repeatable)",
+    )
+    parser.add_argument("--out", type=Path, help="write NAME-NNNN.txt/.bin per ticket here")
+    parser.add_argument("--png", action="store_true", help="also write NAME-NNNN.png (with --out)")
+    parser.add_argument(
+        "--chars-per-line", type=int, default=48, help="default paper width in columns (48)"
+    )
+    parser.add_argument(
+        "--control",
+        type=_host_port,
+        default=None,
+        metavar="HOST:PORT",
+        help=f"serve the control protocol here, e.g. {DEFAULT_CONTROL}",
+    )
+    parser.add_argument(
+        "--fault", action="append", type=_name_value, default=[], metavar="NAME=FAULT"
+    )
+    parser.add_argument(
+        "--paper", action="append", type=_name_value, default=[], metavar="NAME=ok|near_end|out"
+    )
+    parser.add_argument("--cover-open", action="append", default=[], metavar="NAME")
+    parser.add_argument("--offline", action="append", default=[], metavar="NAME")
+    parser.add_argument(
+        "--drop-while-unready",
+        action="store_true",
+        help="discard data received while a printer cannot print instead of printing it later",
+    )
+    parser.add_argument("--quiet", action="store_true", help="do not echo tickets to stdout")
+    return parser
+
+
+def control_client(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="kprintd emulator ctl")
+    parser.add_argument("--control", type=_host_port, default=_host_port(DEFAULT_CONTROL))
+    parser.add_argument("command", nargs="+")
+    args = parser.parse_args(argv)
+    with socket.create_connection(args.control, timeout=5) as sock:
+        sock.sendall((" ".join(args.command) + "\n").encode())
+        reply = sock.makefile("r", encoding="utf-8").readline().strip()
+    print(reply.replace(" ; ", "\n   "))
+    return 0 if reply.startswith("ok") else 1
+
+
+def _echo(lock: threading.Lock) -> TicketListener:
+    def echo(ticket: ReceivedTicket) -> None:
+        stamp = time.strftime("%H:%M:%S", time.localtime(ticket.received_at_wall))
+        with lock:
+            print(f"=== {ticket.printer} ticket {ticket.number} at {stamp} ===")
+            print(ticket.text, flush=True)
+
+    return echo
+
+
+def _configure(printers: dict[str, EmulatedPrinter], args: argparse.Namespace) -> None:
+    def get(name: str) -> EmulatedPrinter:
+        if name not in printers:
+            raise ValueError(f"no printer named {name!r}")
+        return printers[name]
+
+    for name, fault in args.fault:
+        get(name).set_fault(Fault.parse(fault))
+    for name, paper in args.paper:
+        get(name).set_paper(PaperState(paper))
+    for name in args.cover_open:
+        get(name).set_cover_open(True)
+    for name in args.offline:
+        get(name).set_online(False)
+
+
+@contextlib.contextmanager
+def _signals_set(event: threading.Event) -> Iterator[None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        event.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``kprintd emulator``: run printers until SIGINT/SIGTERM. Returns the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["ctl"]:
+        return control_client(args_list[1:])
+    args = build_parser().parse_args(args_list)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    names = [spec.name for spec in args.printer]
+    if len(set(names)) != len(names):
+        print("error: printer names must be unique", file=sys.stderr)
+        return 2
+    printers: dict[str, EmulatedPrinter] = {}
+    echo = _echo(threading.Lock())
+    stop = threading.Event()
+    control: ControlServer | None = None
+    try:
+        for spec in args.printer:
+            printer = EmulatedPrinter(
+                spec.name,
+                spec.host,
+                spec.port,
+                chars_per_line=spec.chars_per_line or args.chars_per_line,
+                out_dir=args.out,
+                png=args.png,
+                keep_data_while_unready=not args.drop_while_unready,
+            )
+            if not args.quiet:
+                printer.add_listener(echo)
+            printers[spec.name] = printer
+        _configure(printers, args)
+        with _signals_set(stop):
+            for printer in printers.values():
+                printer.start()
+                log.info("printer %s listening on %s:%d", printer.name, *printer.address)
+            if args.control is not None:
+                control = ControlServer(list(printers.values()), *args.control)
+                control.start()
+                log.info("control port on %s:%d", control.host, control.port)
+            while not stop.wait(0.5):
+                pass
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if control is not None:
+            control.stop()
+        for printer in printers.values():
+            printer.stop()
+    log.info("emulator stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
