@@ -54,6 +54,12 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from kprintd import daemon
+
+    return daemon.run(_settings(args))
+
+
 def _cmd_emulator(args: argparse.Namespace) -> int:
     from kprintd import emulator
 
@@ -74,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     migrate_parser.add_argument("--status", action="store_true", help="list applied and pending")
     migrate_parser.add_argument("--dir", help="migrations directory (default: the bundled sql/)")
     migrate_parser.set_defaults(handler=_cmd_migrate)
+
+    run_parser = commands.add_parser("run", help="run the printer daemon (what systemd starts)")
+    run_parser.set_defaults(handler=_cmd_run)
 
     emulator_parser = commands.add_parser(
         "emulator", help="run emulated ESC/POS network printers on loopback", add_help=False

@@ -1,0 +1,173 @@
+"""`kprintd run`: the long-running service around the dispatcher.
+
+Owns the process lifecycle: the LISTEN connection and its reconnects, the startup and periodic
+safety scans (NOTIFY is not durable), systemd readiness/status/watchdog, and a bounded, clean
+shutdown on SIGTERM/SIGINT. State changes are logged once, not once per retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import signal
+import uuid
+from typing import Any
+
+import psycopg
+import structlog
+
+from kprintd.config import Settings
+from kprintd.db import TICKET_CHANNEL, Database, RouteKey, create_pool, in_scope, open_listener
+from kprintd.dispatch import Dispatcher
+from kprintd.sdnotify import SystemdNotifier, watchdog_interval_s
+
+log = structlog.get_logger("kprintd.daemon")
+
+RECONNECT_MAX_S = 15.0
+LISTENER_PING_S = 10.0
+IDLE_PRINTER_CONNECTION_S = 5.0
+
+
+def _uuid_or_none(value: Any) -> uuid.UUID | None:
+    return uuid.UUID(str(value)) if value else None
+
+
+def route_from_payload(payload: str) -> RouteKey | None:
+    """The route a kitchen_ticket_new payload names; None when it cannot be read."""
+    try:
+        data = json.loads(payload)
+        station = str(data["station"])
+        return RouteKey(
+            _uuid_or_none(data.get("brand_id")), _uuid_or_none(data.get("store_id")), station
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+class Daemon:
+    def __init__(self, settings: Settings, notifier: SystemdNotifier | None = None) -> None:
+        self.settings = settings
+        self.notifier = notifier or SystemdNotifier.from_environment()
+        # Each route worker holds a connection only for the duration of one call.
+        self.pool = create_pool(settings, max_size=10)
+        self.db = Database(self.pool, settings)
+        self.dispatcher = Dispatcher(settings, self.db)
+        self.stop_requested = asyncio.Event()
+        self.ready = asyncio.Event()
+        self._db_reachable: bool | None = None
+        self._backlog = 0
+
+    def request_stop(self) -> None:
+        if not self.stop_requested.is_set():
+            log.info("stop requested; finishing prints in flight")
+            self.stop_requested.set()
+
+    def _database_state(self, reachable: bool, error: str | None = None) -> None:
+        if self._db_reachable == reachable:
+            return
+        self._db_reachable = reachable
+        if reachable:
+            log.info(
+                "listening for tickets", channel=TICKET_CHANNEL, daemon_id=self.settings.daemon_id
+            )
+        else:
+            log.warning("database unreachable; reconnecting with backoff", error=error)
+            self.notifier.status("database unreachable; reconnecting")
+
+    async def _scan(self) -> None:
+        self._backlog = await self.dispatcher.scan()
+        printed = self.dispatcher.tickets_printed
+        self.notifier.status(f"listening; {self._backlog} ticket(s) waiting; {printed} printed")
+
+    async def _listen_forever(self) -> None:
+        delay = 0.1
+        while not self.stop_requested.is_set():
+            try:
+                conn = await open_listener(self.settings, TICKET_CHANNEL)
+            except psycopg.OperationalError as exc:
+                self._database_state(False, str(exc).strip())
+                await self._sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, RECONNECT_MAX_S)
+                continue
+            try:
+                # LISTEN first, then scan: a ticket committed in between is seen by one or both.
+                await self._scan()
+                self._database_state(True)
+                delay = 0.1
+                if not self.ready.is_set():
+                    self.ready.set()
+                    self.notifier.ready(f"listening; {self._backlog} ticket(s) waiting")
+                await self._pump(conn)
+            except psycopg.Error as exc:
+                self._database_state(False, str(exc).strip())
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+
+    async def _pump(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        loop = asyncio.get_running_loop()
+        last_ping = loop.time()
+        while not self.stop_requested.is_set():
+            async for notify in conn.notifies(timeout=1.0):
+                route = route_from_payload(notify.payload)
+                if route is None:
+                    log.warning(
+                        "unreadable notification; scanning instead", payload=notify.payload[:200]
+                    )
+                    await self._scan()
+                elif in_scope(self.settings, route.brand_id, route.store_id):
+                    self.dispatcher.wake(route)
+                if self.stop_requested.is_set():
+                    return
+            if loop.time() - last_ping >= LISTENER_PING_S:
+                # A silent network can leave a dead socket looking idle; a query proves it is not.
+                await conn.execute("SELECT 1")
+                last_ping = loop.time()
+
+    async def _sweep_forever(self) -> None:
+        await self.ready.wait()
+        while not self.stop_requested.is_set():
+            await self._sleep(self.settings.sweep_interval_s)
+            if self.stop_requested.is_set():
+                return
+            with contextlib.suppress(psycopg.Error):
+                await self._scan()
+            await self.dispatcher.links.close_idle(IDLE_PRINTER_CONNECTION_S)
+
+    async def _watchdog_forever(self, interval: float) -> None:
+        while not self.stop_requested.is_set():
+            self.notifier.watchdog()
+            await self._sleep(interval)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop_requested.wait(), seconds)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        await self.pool.open(wait=False)
+        tasks = [
+            asyncio.create_task(self._listen_forever(), name="listener"),
+            asyncio.create_task(self._sweep_forever(), name="sweep"),
+        ]
+        interval = watchdog_interval_s()
+        if interval:
+            tasks.append(asyncio.create_task(self._watchdog_forever(interval), name="watchdog"))
+        await self.stop_requested.wait()
+        self.notifier.stopping("finishing prints in flight")
+        await self.dispatcher.stop(self.settings.shutdown_timeout_s)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.pool.close()
+        log.info("stopped", printed=self.dispatcher.tickets_printed)
+        return 0
+
+
+def run(settings: Settings) -> int:
+    return asyncio.run(Daemon(settings).run())

@@ -1,0 +1,196 @@
+"""Database access for the daemon: the connection pool and one typed call per SQL function.
+
+Owns every round trip kprintd makes to PostgreSQL at run time. The SQL itself lives in sql/;
+this module only calls the functions defined there and maps their rows to Python types.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from kprintd.config import Settings
+
+TICKET_CHANNEL = "kitchen_ticket_new"
+ALERT_CHANNEL = "kitchen_alert"
+
+
+@dataclass(frozen=True)
+class RouteKey:
+    """Where a ticket is headed: one station of one brand in one store (None = no store)."""
+
+    brand_id: uuid.UUID | None
+    store_id: uuid.UUID | None
+    station: str
+
+    def __str__(self) -> str:
+        store = f"/{self.store_id}" if self.store_id else ""
+        return f"{self.station}@{self.brand_id}{store}"
+
+
+@dataclass(frozen=True)
+class RoutePrinter:
+    printer_id: int
+    printer_name: str
+    host: str
+    port: int
+    priority: int
+    paper_width_mm: int
+    chars_per_line: int
+    header_line: str | None
+    buzzer: bool
+    copies: int
+    large_item_font: bool
+    codepage: str
+    cut_mode: str
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    ticket_id: int
+    attempt: int
+    max_retries: int
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DueRoute:
+    route: RouteKey
+    waiting: int
+    next_due_at: datetime
+
+
+@dataclass(frozen=True)
+class FinishRecord:
+    ticket_id: int
+    final_status: str | None
+    recorded: bool
+
+
+def scope_args(settings: Settings) -> tuple[list[uuid.UUID] | None, uuid.UUID | None]:
+    return (list(settings.brand_ids) or None, settings.store_id)
+
+
+def in_scope(settings: Settings, brand_id: uuid.UUID | None, store_id: uuid.UUID | None) -> bool:
+    if settings.brand_ids and brand_id not in settings.brand_ids:
+        return False
+    return settings.store_id is None or settings.store_id == store_id
+
+
+def create_pool(settings: Settings, max_size: int) -> AsyncConnectionPool[AsyncConnection[Any]]:
+    return AsyncConnectionPool(
+        settings.database_url,
+        min_size=1,
+        max_size=max_size,
+        open=False,
+        kwargs={"autocommit": True, "application_name": "kprintd"},
+        name="kprintd",
+        reconnect_timeout=0,
+    )
+
+
+class Database:
+    """Typed calls to the daemon's SQL functions (sql/0011_daemon_claiming.sql)."""
+
+    def __init__(self, pool: AsyncConnectionPool[AsyncConnection[Any]], settings: Settings):
+        self._pool = pool
+        self._settings = settings
+
+    async def claim(self, route: RouteKey, limit: int) -> list[ClaimedJob]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT ticket_id, attempt, max_retries, document"
+                " FROM kitchen_claim_print_jobs(%s, %s, %s, %s, %s, %s)",
+                (
+                    self._settings.daemon_id,
+                    self._settings.lease_s,
+                    route.brand_id,
+                    route.store_id,
+                    route.station,
+                    limit,
+                ),
+            )
+            rows = await cur.fetchall()
+        return [ClaimedJob(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def route_printers(self, route: RouteKey) -> list[RoutePrinter]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT printer_id, printer_name, host(printer_ip), printer_port, priority,"
+                " paper_width_mm, chars_per_line, header_line, buzzer, copies, large_item_font,"
+                " codepage, cut_mode FROM kitchen_route_printers(%s, %s, %s)",
+                (route.brand_id, route.store_id, route.station),
+            )
+            rows = await cur.fetchall()
+        return [RoutePrinter(*row) for row in rows]
+
+    async def finish(
+        self, results: list[dict[str, Any]], printer_failures: list[dict[str, Any]]
+    ) -> list[FinishRecord]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT ticket_id, final_status, recorded"
+                " FROM kitchen_finish_print_jobs(%s, %s::jsonb, %s::jsonb)",
+                (self._settings.daemon_id, json.dumps(results), json.dumps(printer_failures)),
+            )
+            rows = await cur.fetchall()
+        return [FinishRecord(*row) for row in rows]
+
+    async def seconds_until_due(self, route: RouteKey) -> float | None:
+        """How long until this route's next ticket is due (<= 0: now); None if none waits."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT extract(epoch FROM kitchen_route_next_due(%s, %s, %s) - now())",
+                (route.brand_id, route.store_id, route.station),
+            )
+            row = await cur.fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    async def due_routes(self) -> list[DueRoute]:
+        brand_ids, store_id = scope_args(self._settings)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT brand_id, store_id, station, waiting, next_due_at"
+                " FROM kitchen_due_routes(%s, %s)",
+                (brand_ids, store_id),
+            )
+            rows = await cur.fetchall()
+        return [DueRoute(RouteKey(r[0], r[1], r[2]), r[3], r[4]) for r in rows]
+
+    async def reclaim_expired_leases(self) -> int:
+        brand_ids, store_id = scope_args(self._settings)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT kitchen_reclaim_expired_leases(%s, %s)", (brand_ids, store_id)
+            )
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def raise_alert(
+        self, alert_type: str, severity: str, message: str, details: dict[str, Any]
+    ) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "SELECT kitchen_raise_alert(%s, %s, %s, %s::jsonb)",
+                (alert_type, severity, message, json.dumps(details, default=str)),
+            )
+
+
+async def open_listener(settings: Settings, channel: str) -> AsyncConnection[dict[str, Any]]:
+    """A dedicated autocommit connection LISTENing on `channel`."""
+    conn = await AsyncConnection.connect(
+        settings.database_url,
+        autocommit=True,
+        row_factory=dict_row,
+        application_name="kprintd-listener",
+        connect_timeout=5,
+    )
+    await conn.execute(f"LISTEN {channel}")
+    return conn

@@ -1,0 +1,491 @@
+"""Claiming and dispatch: turns due tickets into paper, one worker per route.
+
+Owns the route workers (one per brand/store/station, so a jammed station never delays another),
+the per-printer connection slots (one connection per printer at a time, reused for tickets sent
+back to back), failover across a station's printers within one attempt, retry backoff, and the
+rule that a claim is committed before any byte leaves for a printer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import psycopg
+import structlog
+
+from kprintd.config import Settings
+from kprintd.db import ClaimedJob, Database, RouteKey, RoutePrinter
+from kprintd.render import PrintLayout, TicketDocument, TicketLine, render_ticket
+from kprintd.routing import PrinterBoard
+from kprintd.transport import (
+    PrinterAddress,
+    PrinterConnection,
+    PrinterError,
+    describe_unprintable,
+)
+
+log = structlog.get_logger("kprintd.dispatch")
+
+# Tickets claimed per round trip. Large enough to clear a burst quickly, small enough that a
+# printer failing mid-batch only sends a handful of tickets to the backup with a RETRY banner.
+CLAIM_BATCH = 16
+DB_RETRY_MAX_S = 10.0
+
+
+def retry_delay(settings: Settings, attempt: int) -> float:
+    """Exponential backoff with jitter, so a printer coming back is not hit by all at once."""
+    base = min(settings.retry_max_delay_s, settings.retry_base_delay_s * 2 ** max(attempt - 1, 0))
+    jittered: float = base * random.uniform(0.8, 1.2)
+    return round(jittered, 3)
+
+
+def ticket_from_document(document: dict[str, Any]) -> TicketDocument:
+    """The renderer's view of kitchen_ticket_document() JSON."""
+    return TicketDocument(
+        ticket_id=int(document["ticket_id"]),
+        station=str(document["station"]),
+        ticket_type=str(document["ticket_type"]),
+        bill_number=str(document["bill_number"]),
+        sent_at=datetime.fromisoformat(document["sent_at"]),
+        lines=tuple(
+            TicketLine(
+                quantity=int(line["quantity"]),
+                name=str(line["name"]),
+                modifiers=tuple(str(m) for m in line.get("modifiers") or ()),
+                notes=str(line.get("notes") or ""),
+                station=str(line.get("station") or ""),
+            )
+            for line in document.get("lines") or ()
+        ),
+        bill_type=str(document.get("bill_type") or "dine_in"),
+        table_number=document.get("table_number"),
+        queue_number=document.get("queue_number"),
+        customer_name=document.get("customer_name"),
+        is_reprint=bool(document.get("is_reprint")),
+        original_ticket_id=document.get("original_ticket_id"),
+        is_retry=bool(document.get("is_retry")),
+        attempt=int(document.get("attempt") or 1),
+    )
+
+
+def layout_for(printer: RoutePrinter) -> PrintLayout:
+    return PrintLayout(
+        chars_per_line=printer.chars_per_line,
+        paper_width_mm=printer.paper_width_mm,
+        buzzer=printer.buzzer,
+        copies=printer.copies,
+        large_item_font=printer.large_item_font,
+        header_line=printer.header_line,
+        codepage=printer.codepage,
+        cut=printer.cut_mode,
+    )
+
+
+@dataclass
+class _PrinterSlot:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    connection: PrinterConnection | None = None
+
+
+class PrinterLinks:
+    """One connection slot per printer address, shared by every route that prints there."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._slots: dict[PrinterAddress, _PrinterSlot] = {}
+
+    def _slot(self, address: PrinterAddress) -> _PrinterSlot:
+        return self._slots.setdefault(address, _PrinterSlot())
+
+    async def _ready_connection(self, slot: _PrinterSlot, address: PrinterAddress) -> None:
+        """Make slot.connection an open connection to a printer that says it can print."""
+        timeout = self._settings.printer_send_timeout_s
+        if slot.connection is not None:
+            try:
+                state = await slot.connection.status(timeout)
+            except PrinterError as exc:
+                if exc.code != "connection_lost":
+                    raise
+                # The printer closed an idle connection: that is normal, open a fresh one.
+                await slot.connection.close()
+                slot.connection = None
+        if slot.connection is None:
+            slot.connection = await PrinterConnection.open(
+                address, self._settings.printer_connect_timeout_s
+            )
+            state = await slot.connection.status(timeout)
+        problem = describe_unprintable(state)
+        if problem is not None:
+            raise problem
+
+    async def send(self, printer: RoutePrinter, data: bytes) -> None:
+        """Print `data` on `printer`; raises PrinterError saying whether paper may have moved."""
+        address = PrinterAddress(printer.host, printer.port)
+        slot = self._slot(address)
+        async with slot.lock:
+            try:
+                await self._ready_connection(slot, address)
+                assert slot.connection is not None
+                after = await slot.connection.print_job(data, self._settings.printer_send_timeout_s)
+                problem = describe_unprintable(after)
+                if problem is not None:
+                    problem.may_have_printed = True
+                    problem.message += " (reported right after the ticket was sent)"
+                    raise problem
+            except PrinterError:
+                if slot.connection is not None:
+                    await slot.connection.close()
+                    slot.connection = None
+                raise
+
+    async def close_idle(self, idle_seconds: float) -> None:
+        now = time.monotonic()
+        for slot in self._slots.values():
+            if slot.lock.locked() or slot.connection is None:
+                continue
+            if now - slot.connection.last_used >= idle_seconds:
+                connection, slot.connection = slot.connection, None
+                await connection.close()
+
+    async def close_all(self) -> None:
+        for slot in self._slots.values():
+            if slot.connection is not None:
+                connection, slot.connection = slot.connection, None
+                await connection.close()
+
+
+@dataclass
+class _Attempt:
+    """What happened to one claimed ticket during this attempt, across the printers tried."""
+
+    job: ClaimedJob
+    document: TicketDocument | None
+    may_have_printed: bool = False
+    errors: list[str] = field(default_factory=list)
+    last_error: PrinterError | None = None
+    result: dict[str, Any] | None = None
+
+
+class Dispatcher:
+    """Owns the route workers and wakes them when tickets arrive or come due."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.board = PrinterBoard(settings.breaker_failure_threshold, settings.breaker_open_s)
+        self.links = PrinterLinks(settings)
+        self.stopping = asyncio.Event()
+        self._workers: dict[RouteKey, RouteWorker] = {}
+        self.tickets_printed = 0
+
+    def wake(self, route: RouteKey) -> None:
+        if self.stopping.is_set():
+            return
+        worker = self._workers.get(route)
+        if worker is None:
+            worker = RouteWorker(self, route)
+            self._workers[route] = worker
+            worker.start()
+        worker.wake()
+
+    async def scan(self) -> int:
+        """Reclaim expired leases and wake every route with waiting tickets; returns the backlog."""
+        reclaimed = await self.db.reclaim_expired_leases()
+        if reclaimed:
+            log.warning("reclaimed tickets whose printer service stopped", tickets=reclaimed)
+        backlog = 0
+        for due in await self.db.due_routes():
+            backlog += due.waiting
+            self.wake(due.route)
+        return backlog
+
+    async def alert(
+        self, kind: str, severity: str, message: str, route: RouteKey, printer: RoutePrinter | None
+    ) -> None:
+        """One alert on kitchen_alert; losing an alert must never stop printing."""
+        details: dict[str, Any] = {
+            "station": route.station,
+            "brand_id": route.brand_id,
+            "store_id": route.store_id,
+        }
+        if printer is not None:
+            details |= {
+                "printer_id": printer.printer_id,
+                "printer": printer.printer_name,
+                "printer_address": f"{printer.host}:{printer.port}",
+            }
+        log.warning("alert", alert=kind, station=route.station, message=message)
+        try:
+            await self.db.raise_alert(kind, severity, message, details)
+        except psycopg.Error as exc:
+            log.warning("alert could not be sent", alert=kind, error=str(exc).strip())
+
+    async def stop(self, timeout: float) -> None:
+        """Stop claiming; let in-flight prints finish within `timeout`, then cancel the rest."""
+        self.stopping.set()
+        workers = list(self._workers.values())
+        for worker in workers:
+            worker.wake()
+        tasks = [w.task for w in workers if w.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning(
+                    "prints still in flight at shutdown were abandoned", routes=len(pending)
+                )
+                await asyncio.wait(pending, timeout=1)
+        await self.links.close_all()
+
+
+class RouteWorker:
+    """Prints the tickets of one route, oldest first, one batch at a time."""
+
+    def __init__(self, dispatcher: Dispatcher, route: RouteKey) -> None:
+        self.dispatcher = dispatcher
+        self.route = route
+        self.task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._unroutable = False
+        self._db_down = False
+        self.log = log.bind(station=route.station, brand_id=str(route.brand_id))
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name=f"route {self.route}")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        settings = self.dispatcher.settings
+        stopping = self.dispatcher.stopping
+        db_backoff = 0.2
+        while not stopping.is_set():
+            self._wake.clear()
+            try:
+                await self._drain()
+                wait_s = await self.dispatcher.db.seconds_until_due(self.route)
+                if self._db_down:
+                    self._db_down = False
+                    self.log.info("database reachable again")
+                db_backoff = 0.2
+            except psycopg.Error as exc:
+                if not self._db_down:
+                    self._db_down = True
+                    self.log.warning("database unreachable; retrying", error=str(exc).strip())
+                wait_s = db_backoff
+                db_backoff = min(db_backoff * 2, DB_RETRY_MAX_S)
+            except Exception:
+                # A bug must not kill the route: log it, back off, carry on.
+                self.log.exception("route worker error; retrying")
+                wait_s = db_backoff
+                db_backoff = min(db_backoff * 2, DB_RETRY_MAX_S)
+            if wait_s is None:
+                wait_s = settings.sweep_interval_s
+            if wait_s <= 0:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), min(wait_s, settings.sweep_interval_s))
+
+    async def _drain(self) -> None:
+        while not self.dispatcher.stopping.is_set():
+            jobs = await self.dispatcher.db.claim(self.route, CLAIM_BATCH)
+            if not jobs:
+                return
+            await self._print(jobs)
+
+    async def _print(self, jobs: list[ClaimedJob]) -> None:
+        dispatcher = self.dispatcher
+        attempts: list[_Attempt] = []
+        for job in jobs:
+            try:
+                attempts.append(_Attempt(job, ticket_from_document(job.document)))
+            except (KeyError, TypeError, ValueError) as exc:
+                attempt = _Attempt(job, None)
+                attempt.result = self._failure(
+                    attempt, "bad_document", f"unreadable ticket: {exc}", retryable=False
+                )
+                attempts.append(attempt)
+        printers = await dispatcher.db.route_printers(self.route)
+        failures: list[dict[str, Any]] = []
+        if dispatcher.stopping.is_set():
+            for attempt in attempts:
+                if attempt.result is None:
+                    attempt.result = {"ticket_id": attempt.job.ticket_id, "outcome": "released"}
+        elif not printers:
+            await self._no_printer(attempts)
+        else:
+            self._unroutable = False
+            for printer in dispatcher.board.order(printers):
+                pending = [a for a in attempts if a.result is None]
+                if not pending:
+                    break
+                await self._try_printer(printer, pending, failures)
+            for attempt in attempts:
+                if attempt.result is None:
+                    error = attempt.last_error
+                    attempt.result = self._failure(
+                        attempt,
+                        error.code if error else "no_printer",
+                        "; ".join(attempt.errors) or "no printer could take the ticket",
+                    )
+        await self._record([a.result for a in attempts if a.result is not None], failures)
+
+    def _failure(
+        self, attempt: _Attempt, code: str, message: str, *, retryable: bool = True
+    ) -> dict[str, Any]:
+        return {
+            "ticket_id": attempt.job.ticket_id,
+            "outcome": "failed",
+            "error_code": code,
+            "error_message": message[:2000],
+            "may_have_printed": attempt.may_have_printed,
+            "retry_delay_s": retry_delay(self.dispatcher.settings, attempt.job.attempt),
+            "retryable": retryable,
+        }
+
+    async def _no_printer(self, attempts: list[_Attempt]) -> None:
+        message = f"no active printer is configured for station '{self.route.station}'"
+        for attempt in attempts:
+            if attempt.result is None:
+                # Retrying cannot help until someone configures a printer: fail at once, once.
+                attempt.result = self._failure(attempt, "no_printer", message, retryable=False)
+            self.log.error("ticket failed", ticket_id=attempt.job.ticket_id, reason=message)
+        if not self._unroutable:
+            self._unroutable = True
+            await self.dispatcher.alert(
+                "station_unroutable",
+                "critical",
+                f"Station '{self.route.station}' has no active printer: its tickets fail until "
+                "one is configured in kitchen_stationprinter.",
+                self.route,
+                None,
+            )
+
+    async def _try_printer(
+        self, printer: RoutePrinter, pending: list[_Attempt], failures: list[dict[str, Any]]
+    ) -> None:
+        layout = layout_for(printer)
+        payloads: list[bytes] = []
+        sendable: list[_Attempt] = []
+        for attempt in pending:
+            document = attempt.document
+            assert document is not None
+            if attempt.may_have_printed and not document.is_retry:
+                document = replace(document, is_retry=True)
+            try:
+                payloads.append(render_ticket(document, layout))
+                sendable.append(attempt)
+            except Exception as exc:
+                self.log.exception("ticket could not be rendered", ticket_id=attempt.job.ticket_id)
+                attempt.result = self._failure(
+                    attempt, "render_error", f"cannot render: {exc}", retryable=False
+                )
+        if not sendable:
+            return
+        started = time.monotonic()
+        breaker = self.dispatcher.board.breaker(printer.printer_id)
+        try:
+            await self.dispatcher.links.send(printer, b"".join(payloads))
+        except PrinterError as exc:
+            await self._printer_failed(printer, sendable, failures, exc, started)
+            return
+        duration_ms = int((time.monotonic() - started) * 1000)
+        if breaker.record_success():
+            await self.dispatcher.alert(
+                "printer_recovered",
+                "info",
+                f"Printer '{printer.printer_name}' for {self.route.station} is printing again.",
+                self.route,
+                printer,
+            )
+        for attempt, payload in zip(sendable, payloads, strict=True):
+            attempt.result = {
+                "ticket_id": attempt.job.ticket_id,
+                "outcome": "printed",
+                "printer_id": printer.printer_id,
+                "printer_name": printer.printer_name,
+                "printer_ip": printer.host,
+                "duration_ms": duration_ms,
+                "bytes": len(payload),
+                "tried": len(attempt.errors) + 1,
+            }
+            self.log.info(
+                "ticket printed",
+                ticket_id=attempt.job.ticket_id,
+                printer=printer.printer_name,
+                attempt=attempt.job.attempt,
+                retry_banner=attempt.may_have_printed
+                or bool(attempt.document and attempt.document.is_retry),
+                duration_ms=duration_ms,
+            )
+        self.dispatcher.tickets_printed += len(sendable)
+
+    async def _printer_failed(
+        self,
+        printer: RoutePrinter,
+        sendable: list[_Attempt],
+        failures: list[dict[str, Any]],
+        exc: PrinterError,
+        started: float,
+    ) -> None:
+        duration_ms = int((time.monotonic() - started) * 1000)
+        failures.append({"printer_id": printer.printer_id, "error_message": exc.message})
+        for attempt in sendable:
+            attempt.errors.append(
+                f"{printer.printer_name} ({printer.host}:{printer.port}): {exc.message}"
+            )
+            attempt.last_error = exc
+            attempt.may_have_printed = attempt.may_have_printed or exc.may_have_printed
+            self.log.warning(
+                "printer failed",
+                ticket_id=attempt.job.ticket_id,
+                printer=printer.printer_name,
+                error_code=exc.code,
+                error=exc.message,
+                duration_ms=duration_ms,
+            )
+        if self.dispatcher.board.breaker(printer.printer_id).record_failure(exc.code):
+            await self.dispatcher.alert(
+                "printer_down",
+                "warning",
+                f"Printer '{printer.printer_name}' for {self.route.station} stopped printing: "
+                f"{exc.message}. Its tickets go to a backup printer if there is one.",
+                self.route,
+                printer,
+            )
+
+    async def _record(self, results: list[dict[str, Any]], failures: list[dict[str, Any]]) -> None:
+        """Write the outcomes; a database outage here is waited out, never forgotten."""
+        delay = 0.2
+        while True:
+            try:
+                records = await self.dispatcher.db.finish(results, failures)
+                break
+            except psycopg.OperationalError as exc:
+                # Stopping does not end this loop: Dispatcher.stop() cancels it after its timeout,
+                # and the leases then bring the tickets back with a RETRY banner.
+                self.log.warning(
+                    "cannot record print outcomes yet; holding them", error=str(exc).strip()
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, DB_RETRY_MAX_S)
+        for record in records:
+            if not record.recorded:
+                self.log.warning(
+                    "ticket lease was lost before its outcome was recorded",
+                    ticket_id=record.ticket_id,
+                )
+            elif record.final_status == "failed":
+                self.log.error("ticket failed for good", ticket_id=record.ticket_id)
