@@ -9,6 +9,7 @@ unprivileged user, because initdb and postgres refuse to run as root.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import glob
 import os
 import pwd
@@ -23,6 +24,16 @@ from pathlib import Path
 import psycopg
 
 UNPRIVILEGED_USER = "postgres"
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: an immediate shutdown when whoever started us dies.
+
+    A test run killed by a timeout must not leave a server behind.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGQUIT)
 
 
 class EmbeddedPostgresError(RuntimeError):
@@ -51,6 +62,30 @@ def find_server_bindir() -> Path:
     )
 
 
+DIR_PREFIX = "kprintd-pg-"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_orphaned_clusters() -> None:
+    """Delete cluster directories whose owning process died without cleaning up (killed runs)."""
+    for owner_file in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}*/owner.pid"):
+        try:
+            owner = int(owner_file.read_text())
+        except (OSError, ValueError):
+            continue
+        if not _process_alive(owner):
+            shutil.rmtree(owner_file.parent, ignore_errors=True)
+
+
 class EmbeddedPostgres:
     """A PostgreSQL cluster living in a temporary directory, reachable on a Unix socket only."""
 
@@ -68,7 +103,9 @@ class EmbeddedPostgres:
                     f"running as root, but there is no '{UNPRIVILEGED_USER}' user to run "
                     "PostgreSQL as (installing Debian's postgresql package creates it)"
                 ) from exc
-        self.base_dir = Path(tempfile.mkdtemp(prefix="kprintd-pg-"))
+        remove_orphaned_clusters()
+        self.base_dir = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
+        (self.base_dir / "owner.pid").write_text(str(os.getpid()))
         self.data_dir = self.base_dir / "data"
         self.socket_dir = self.base_dir / "socket"
         self.log_file = self.base_dir / "postgres.log"
@@ -145,6 +182,7 @@ class EmbeddedPostgres:
                 stdin=subprocess.DEVNULL,
                 cwd=self.base_dir,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
                 **self._subprocess_identity(),  # type: ignore[call-overload]
             )
         self._wait_ready(timeout)
