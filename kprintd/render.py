@@ -373,15 +373,19 @@ def render_ticket(ticket: TicketDocument, layout: PrintLayout) -> bytes:
     w.lines(wrap(order_number, big), big=True, bold=True, align="center")
     w.rule()
 
+    bill_type = _bill_type_label(ticket.bill_type, codepage)
     if ticket.table_number:
         table = sanitize_text(ticket.table_number, codepage)
         w.lines(wrap(f"TABLE {table}", big, indent=6), big=True, bold=True)
+    if bill_type != _BILL_TYPE_LABELS["dine_in"]:
+        # Takeaway and delivery are packed, not plated: as prominent as a table number.
+        w.lines(wrap(bill_type.upper(), big), big=True, bold=True)
     if ticket.customer_name:
         customer = sanitize_text(ticket.customer_name, codepage)
         if customer:
             w.lines(wrap(customer, width), tall=True, bold=True)
     sent = ticket.sent_at.astimezone(layout.timezone).strftime("%H:%M")
-    w.lines(_two_columns(_bill_type_label(ticket.bill_type, codepage), f"Sent {sent}", width))
+    w.lines(_two_columns(bill_type, f"Sent {sent}", width))
     if ticket.queue_number is not None:
         w.lines(wrap(f"Bill {bill_number}", width, indent=5))
     w.rule()
