@@ -1,0 +1,182 @@
+"""Running kprintd for real in tests: in-process (a thread with its own event loop) or as a
+`kprintd run` subprocess that can be SIGTERMed or SIGKILLed, plus emulated printers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from kprintd.config import Settings
+from kprintd.daemon import Daemon
+from kprintd.emulator import EmulatedPrinter
+
+# Each test gets printers on its own loopback addresses, so a printer left over by a failed test
+# never answers for the next one.
+_addresses = (f"127.0.{a}.{b}" for a, b in itertools.product(range(10, 250), range(2, 250)))
+
+FAST_SETTINGS: dict[str, Any] = {
+    "printer_connect_timeout_s": 0.5,
+    "printer_send_timeout_s": 0.5,
+    "retry_base_delay_s": 0.2,
+    "retry_max_delay_s": 0.5,
+    "sweep_interval_s": 0.5,
+    "lease_s": 5.0,
+    "breaker_open_s": 30.0,
+    "shutdown_timeout_s": 5.0,
+    "log_format": "json",
+    "log_level": "warning",
+}
+
+
+def next_loopback() -> str:
+    return next(_addresses)
+
+
+def start_printer(name: str, **kwargs: Any) -> EmulatedPrinter:
+    printer = EmulatedPrinter(name, host=next_loopback(), port=9100, **kwargs)
+    printer.start()
+    return printer
+
+
+class RunningDaemon:
+    """A Daemon on its own event loop thread; `stop()` behaves like SIGTERM."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.daemon: Daemon | None = None
+        self.exit_code: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="kprintd-daemon", daemon=True)
+
+    def _main(self) -> None:
+        async def body() -> int:
+            self._loop = asyncio.get_running_loop()
+            self.daemon = Daemon(self.settings)
+            self._started.set()
+            return await self.daemon.run()
+
+        self.exit_code = asyncio.run(body())
+
+    def start(self, ready_timeout: float = 15.0) -> RunningDaemon:
+        self._thread.start()
+        if not self._started.wait(ready_timeout):
+            raise TimeoutError("daemon thread did not start")
+        deadline = time.monotonic() + ready_timeout
+        while not (self.daemon and self.daemon.ready.is_set()):
+            if time.monotonic() > deadline:
+                raise TimeoutError("daemon did not become ready")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        if self._loop is not None and self.daemon is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self.daemon.request_stop)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError("daemon did not stop")
+        return self.exit_code
+
+
+@contextlib.contextmanager
+def running_daemon(database_url: str, **overrides: Any) -> Iterator[RunningDaemon]:
+    settings = Settings(database_url=database_url, **{**FAST_SETTINGS, **overrides})
+    daemon = RunningDaemon(settings).start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def daemon_env(database_url: str, **overrides: Any) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KPRINTD_")}
+    for key, value in {**FAST_SETTINGS, "database_url": database_url, **overrides}.items():
+        env[f"KPRINTD_{key.upper()}"] = str(value)
+    return env
+
+
+@contextlib.contextmanager
+def daemon_process(
+    database_url: str, log_path: Path, **overrides: Any
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`kprintd run` as a child process; killed at the end if the test did not stop it."""
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kprintd.cli", "run"],
+            env=daemon_env(database_url, **overrides),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            process.wait(10)
+
+
+def wait_until(
+    condition: Callable[[], Any], timeout: float = 15.0, interval: float = 0.02, what: str = ""
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what or condition}")
+        time.sleep(interval)
+
+
+def query(database_url: str, sql: str, params: Any = None) -> list[dict[str, Any]]:
+    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
+        cursor = conn.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def ticket_statuses(database_url: str) -> dict[int, str]:
+    rows = query(database_url, "SELECT id, status FROM kitchen_kitchenticket ORDER BY id")
+    return {r["id"]: r["status"] for r in rows}
+
+
+def all_settled(database_url: str) -> bool:
+    rows = query(
+        database_url,
+        "SELECT count(*) AS n FROM kitchen_kitchenticket WHERE status IN ('new', 'printing')",
+    )
+    return rows[0]["n"] == 0
+
+
+def listener_connected(database_url: str) -> bool:
+    """True once a kprintd daemon LISTENs on this test's database."""
+    rows = query(
+        database_url,
+        "SELECT count(*) AS n FROM pg_stat_activity"
+        " WHERE application_name = 'kprintd-listener' AND datname = current_database()",
+    )
+    return bool(rows[0]["n"])
+
+
+def ticket_id_of(received_text: str) -> int:
+    import re
+
+    match = re.search(r"Ticket #(\d+)", received_text)
+    assert match, f"no ticket id in:\n{received_text}"
+    return int(match.group(1))
+
+
+def has_retry_banner(received_text: str) -> bool:
+    return "R E T R Y" in received_text

@@ -1,0 +1,449 @@
+"""End to end: real PostgreSQL, the real daemon, emulated printers over real TCP on loopback."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from kprintd.emulator import EmulatedPrinter, Fault, FaultMode
+from kprintd.printer_status import PaperState
+from tests.daemon_harness import (
+    all_settled,
+    daemon_process,
+    has_retry_banner,
+    listener_connected,
+    query,
+    running_daemon,
+    start_printer,
+    ticket_id_of,
+    wait_until,
+)
+
+
+class Restaurant:
+    """One brand with products per station and printers on loopback emulators."""
+
+    def __init__(self, url: str, store_id: uuid.UUID | None = None) -> None:
+        self.url = url
+        self.store_id = store_id
+        self.printers: list[EmulatedPrinter] = []
+        self.brand_id = query(
+            url, "INSERT INTO core_brand (name) VALUES ('Warung Test') RETURNING id"
+        )[0]["id"]
+        self.products: dict[str, uuid.UUID] = {}
+        self._bills = 0
+
+    def product(self, station: str) -> uuid.UUID:
+        if station not in self.products:
+            self.products[station] = query(
+                self.url,
+                "INSERT INTO core_product (brand_id, name, printer_target)"
+                " VALUES (%s, %s, %s) RETURNING id",
+                (self.brand_id, f"{station.title()} Special", station),
+            )[0]["id"]
+        return self.products[station]
+
+    def printer(
+        self, station: str, priority: int = 1, name: str | None = None, **kwargs: Any
+    ) -> EmulatedPrinter:
+        emulator = start_printer(name or f"{station}-{priority}", **kwargs)
+        self.printers.append(emulator)
+        query(
+            self.url,
+            "INSERT INTO kitchen_stationprinter (brand_id, store_id, station_code, printer_name,"
+            " printer_ip, printer_port, priority) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (
+                self.brand_id,
+                self.store_id,
+                station,
+                emulator.name,
+                emulator.host,
+                emulator.port,
+                priority,
+            ),
+        )
+        return emulator
+
+    def send(self, *stations: str, max_retries: int | None = None) -> list[int]:
+        """A bill with one item per station, sent to the kitchen; returns the ticket ids."""
+        self._bills += 1
+        with psycopg.connect(self.url) as conn:
+            bill_id = conn.execute(
+                "INSERT INTO pos_bill (brand_id, store_id, bill_number, table_number)"
+                " VALUES (%s, %s, %s, '7') RETURNING id",
+                (self.brand_id, self.store_id, f"B-{self._bills}-{uuid.uuid4().hex[:6]}"),
+            ).fetchone()[0]  # type: ignore[index]
+            for station in stations:
+                conn.execute(
+                    "INSERT INTO pos_billitem (bill_id, product_id, quantity, printer_target)"
+                    " VALUES (%s, %s, 1, %s)",
+                    (bill_id, self.product(station), station),
+                )
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM kitchen_create_tickets(%s) ORDER BY id", (bill_id,)
+                ).fetchall()
+            ]
+            if max_retries is not None:
+                conn.execute(
+                    "UPDATE kitchen_kitchenticket SET max_retries = %s WHERE id = ANY(%s)",
+                    (max_retries, ids),
+                )
+        return ids
+
+    def stop(self) -> None:
+        for printer in self.printers:
+            printer.stop()
+
+
+@pytest.fixture
+def restaurant(database_url: str) -> Any:
+    place = Restaurant(database_url)
+    yield place
+    place.stop()
+
+
+def log_actions(url: str, ticket_id: int) -> list[str]:
+    rows = query(
+        url,
+        "SELECT action FROM kitchen_kitchenticketlog WHERE ticket_id = %s ORDER BY id",
+        (ticket_id,),
+    )
+    return [r["action"] for r in rows]
+
+
+def ticket(url: str, ticket_id: int) -> dict[str, Any]:
+    return query(url, "SELECT * FROM kitchen_kitchenticket WHERE id = %s", (ticket_id,))[0]
+
+
+def test_a_send_prints_once_on_each_station(database_url: str, restaurant: Restaurant) -> None:
+    kitchen = restaurant.printer("kitchen")
+    bar = restaurant.printer("bar")
+    dessert = restaurant.printer("dessert")
+    with running_daemon(database_url):
+        ids = restaurant.send("kitchen", "bar", "dessert")
+        wait_until(lambda: all_settled(database_url), what="tickets printed")
+    assert len(ids) == 3
+    printed = {p.name: [ticket_id_of(t.text) for t in p.tickets()] for p in (kitchen, bar, dessert)}
+    assert sorted(sum(printed.values(), [])) == ids
+    assert all(len(v) == 1 for v in printed.values())
+    for ticket_id in ids:
+        row = ticket(database_url, ticket_id)
+        assert row["status"] == "printed"
+        assert row["print_attempts"] == 1
+        assert row["printed_at"] is not None
+        assert log_actions(database_url, ticket_id) == ["created", "print_start", "print_success"]
+    success = query(
+        database_url,
+        "SELECT printer_ip::text AS ip, duration_ms, metadata FROM kitchen_kitchenticketlog"
+        " WHERE action = 'print_success' AND ticket_id = %s",
+        (ids[0],),
+    )[0]
+    assert success["duration_ms"] is not None and success["duration_ms"] >= 0
+    assert success["metadata"]["attempt"] == 1
+    assert success["metadata"]["bytes"] > 0
+    stats = query(
+        database_url,
+        "SELECT printer_name, total_prints, failed_prints, last_print_at"
+        " FROM kitchen_stationprinter ORDER BY id",
+    )
+    assert [(s["total_prints"], s["failed_prints"]) for s in stats] == [(1, 0)] * 3
+    assert all(s["last_print_at"] is not None for s in stats)
+
+
+def test_tickets_of_a_station_print_in_creation_order(
+    database_url: str, restaurant: Restaurant
+) -> None:
+    kitchen = restaurant.printer("kitchen")
+    ids = [restaurant.send("kitchen")[0] for _ in range(12)]
+    with running_daemon(database_url):
+        wait_until(lambda: len(kitchen.tickets()) >= 12, what="12 tickets")
+    assert [ticket_id_of(t.text) for t in kitchen.tickets()] == ids
+
+
+@pytest.mark.parametrize(
+    ("fault", "retry_banner"),
+    [
+        ("refuse", False),
+        ("black_hole", False),  # status unanswered: the ticket itself was never sent
+        ("drop_after:40", True),
+        ("paper_out", False),
+        ("cover_open", False),
+    ],
+)
+def test_failover_to_the_backup_within_the_same_attempt(
+    database_url: str, restaurant: Restaurant, fault: str, retry_banner: bool
+) -> None:
+    primary = restaurant.printer("kitchen", 1, name="primary")
+    backup = restaurant.printer("kitchen", 2, name="backup")
+    if fault == "paper_out":
+        primary.set_paper(PaperState.OUT)
+    elif fault == "cover_open":
+        primary.set_cover_open(True)
+    else:
+        primary.set_fault(Fault.parse(fault))
+    with running_daemon(database_url):
+        (ticket_id,) = restaurant.send("kitchen")
+        wait_until(lambda: all_settled(database_url), what="ticket settled")
+    row = ticket(database_url, ticket_id)
+    assert row["status"] == "printed"
+    assert row["print_attempts"] == 1, "failover happens inside one attempt, not by retrying"
+    assert str(row["printer_ip"]) == backup.host
+    (received,) = backup.tickets()
+    assert ticket_id_of(received.text) == ticket_id
+    assert has_retry_banner(received.text) is retry_banner
+    assert primary.tickets() == []
+    primary_row = query(
+        database_url,
+        "SELECT failed_prints, last_error_message FROM kitchen_stationprinter"
+        " WHERE printer_name = 'primary'",
+    )[0]
+    assert primary_row["failed_prints"] == 1
+    assert primary_row["last_error_message"]
+
+
+def test_a_tripped_primary_is_skipped_until_it_answers_again(
+    database_url: str, restaurant: Restaurant
+) -> None:
+    primary = restaurant.printer("kitchen", 1, name="primary", fault=FaultMode.BLACK_HOLE)
+    backup = restaurant.printer("kitchen", 2, name="backup")
+    with running_daemon(database_url, breaker_open_s=1.0):
+        restaurant.send("kitchen")
+        wait_until(lambda: len(backup.tickets()) == 1)
+        connections_after_failure = primary.stats().connections
+        restaurant.send("kitchen")
+        wait_until(lambda: len(backup.tickets()) == 2)
+        assert primary.stats().connections == connections_after_failure, (
+            "the second ticket must go straight to the backup"
+        )
+        primary.set_fault(FaultMode.NONE)
+        time.sleep(1.1)
+        (third,) = restaurant.send("kitchen")
+        wait_until(lambda: len(primary.tickets()) == 1, what="half-open probe")
+    assert ticket_id_of(primary.tickets()[0].text) == third
+
+
+def test_backoff_then_failed_with_an_alert(database_url: str, restaurant: Restaurant) -> None:
+    restaurant.printer("kitchen", fault=FaultMode.REFUSE)
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute("LISTEN kitchen_alert")
+        with running_daemon(database_url):
+            (ticket_id,) = restaurant.send("kitchen", max_retries=3)
+            wait_until(lambda: ticket(database_url, ticket_id)["status"] == "failed", timeout=20)
+        alerts = [json.loads(n.payload) for n in listener.notifies(timeout=0.5)]
+    row = ticket(database_url, ticket_id)
+    assert row["print_attempts"] == 3
+    assert row["error_code"] == "connection_refused"
+    assert "refused" in row["error_message"]
+    actions = log_actions(database_url, ticket_id)
+    assert actions == [
+        "created",
+        *["print_start", "print_failed", "retry"] * 2,
+        "print_start",
+        "print_failed",
+    ]
+    retries = query(
+        database_url,
+        "SELECT (metadata->>'retry_in_s')::float AS delay FROM kitchen_kitchenticketlog"
+        " WHERE ticket_id = %s AND action = 'retry' ORDER BY id",
+        (ticket_id,),
+    )
+    assert [r["delay"] > 0 for r in retries] == [True, True]
+    failed_alerts = [a for a in alerts if a["type"] == "ticket_failed"]
+    assert [a["ticket_id"] for a in failed_alerts] == [ticket_id]
+    assert failed_alerts[0]["severity"] == "critical"
+
+
+def test_station_without_printer_fails_once_with_no_printer(
+    database_url: str, restaurant: Restaurant
+) -> None:
+    restaurant.printer("kitchen")
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute("LISTEN kitchen_alert")
+        with running_daemon(database_url):
+            grill_ids = [restaurant.send("grill")[0] for _ in range(3)]
+            wait_until(lambda: all_settled(database_url), what="grill tickets settled")
+            time.sleep(1.0)  # two sweeps: nothing may be retried
+        alerts = [json.loads(n.payload) for n in listener.notifies(timeout=0.5)]
+    for ticket_id in grill_ids:
+        row = ticket(database_url, ticket_id)
+        assert (row["status"], row["error_code"], row["print_attempts"]) == (
+            "failed",
+            "no_printer",
+            1,
+        )
+        assert log_actions(database_url, ticket_id) == ["created", "print_start", "print_failed"]
+    kinds = Counter(a["type"] for a in alerts)
+    assert kinds["station_unroutable"] == 1
+    assert kinds["ticket_failed"] == 3
+
+
+def test_two_daemons_print_each_ticket_exactly_once(
+    database_url: str, restaurant: Restaurant
+) -> None:
+    stations = ["kitchen", "bar", "dessert"]
+    printers = {s: restaurant.printer(s) for s in stations}
+    with (
+        running_daemon(database_url, daemon_id="daemon-a"),
+        running_daemon(database_url, daemon_id="daemon-b"),
+    ):
+        ids: list[int] = []
+        for _ in range(30):
+            ids += restaurant.send(*stations)
+        wait_until(lambda: all_settled(database_url), timeout=30, what="all printed")
+    received = [ticket_id_of(t.text) for p in printers.values() for t in p.tickets()]
+    assert sorted(received) == sorted(ids)
+    assert not any(has_retry_banner(t.text) for p in printers.values() for t in p.tickets())
+    claimers = query(
+        database_url,
+        "SELECT DISTINCT metadata->>'daemon' AS d FROM kitchen_kitchenticketlog"
+        " WHERE action = 'print_success'",
+    )
+    assert {c["d"] for c in claimers} <= {"daemon-a", "daemon-b"}
+
+
+def test_sigkill_mid_print_reprints_with_retry_banner(
+    database_url: str, restaurant: Restaurant, tmp_path: Path
+) -> None:
+    kitchen = restaurant.printer("kitchen", fault=Fault.slow_read(20))
+    with daemon_process(database_url, tmp_path / "daemon.log", lease_s=1.0) as process:
+        (ticket_id,) = restaurant.send("kitchen")
+        wait_until(
+            lambda: (
+                ticket(database_url, ticket_id)["status"] == "printing"
+                and kitchen.stats().bytes_received > 8
+            ),
+            what="print in flight",
+        )
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    kitchen.set_fault(FaultMode.NONE)
+    kitchen.clear()
+    with running_daemon(database_url, lease_s=1.0):
+        wait_until(lambda: ticket(database_url, ticket_id)["status"] == "printed", timeout=20)
+    (reprinted,) = kitchen.tickets()
+    assert ticket_id_of(reprinted.text) == ticket_id
+    assert has_retry_banner(reprinted.text)
+    row = ticket(database_url, ticket_id)
+    assert row["may_have_printed"] is True
+    assert row["print_attempts"] == 2
+    assert "retry" in log_actions(database_url, ticket_id)
+
+
+def test_sigterm_exits_cleanly_and_loses_nothing(
+    database_url: str, restaurant: Restaurant, tmp_path: Path
+) -> None:
+    kitchen = restaurant.printer("kitchen")
+    bar = restaurant.printer("bar")
+    ids: list[int] = []
+    with daemon_process(database_url, tmp_path / "daemon.log") as process:
+        wait_until(lambda: listener_connected(database_url), what="daemon listening")
+        for _ in range(40):
+            ids += restaurant.send("kitchen", "bar")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0
+    statuses = Counter(ticket(database_url, i)["status"] for i in ids)
+    assert set(statuses) <= {"printed", "new"}, "no ticket may be left in printing"
+    with running_daemon(database_url):
+        wait_until(lambda: all_settled(database_url), timeout=30)
+    received = [ticket_id_of(t.text) for p in (kitchen, bar) for t in p.tickets()]
+    assert sorted(received) == sorted(ids), "every ticket printed exactly once"
+
+
+def test_postgres_restart_under_the_daemon(
+    database_url: str, restaurant: Restaurant, postgres_server: Any
+) -> None:
+    if postgres_server.embedded is None:
+        pytest.skip("needs the embedded server, which this test may restart")
+    kitchen = restaurant.printer("kitchen")
+    with running_daemon(database_url) as daemon:
+        restaurant.send("kitchen")
+        wait_until(lambda: len(kitchen.tickets()) == 1)
+        postgres_server.embedded.stop()
+        time.sleep(1.0)
+        postgres_server.embedded.start()
+        ids = [restaurant.send("kitchen")[0] for _ in range(3)]
+        wait_until(lambda: len(kitchen.tickets()) == 4, timeout=30, what="prints after restart")
+        assert daemon.daemon is not None and not daemon.daemon.stop_requested.is_set()
+    assert [ticket_id_of(t.text) for t in kitchen.tickets()[1:]] == ids
+
+
+def test_scope_filters_leave_other_stores_alone(database_url: str) -> None:
+    mine = Restaurant(database_url, store_id=uuid.uuid4())
+    theirs = Restaurant(database_url, store_id=uuid.uuid4())
+    try:
+        my_printer = mine.printer("kitchen")
+        their_printer = theirs.printer("kitchen")
+        with running_daemon(database_url, store_id=str(mine.store_id)):
+            (my_ticket,) = mine.send("kitchen")
+            (their_ticket,) = theirs.send("kitchen")
+            wait_until(lambda: ticket(database_url, my_ticket)["status"] == "printed")
+            time.sleep(1.0)  # sweeps run; the other store's ticket must stay untouched
+        assert ticket(database_url, their_ticket)["status"] == "new"
+        assert log_actions(database_url, their_ticket) == ["created"]
+        assert their_printer.tickets() == []
+        assert len(my_printer.tickets()) == 1
+    finally:
+        mine.stop()
+        theirs.stop()
+
+
+def test_a_printer_that_lies_about_its_status_is_failed_over(
+    database_url: str, restaurant: Restaurant
+) -> None:
+    import socket
+
+    liar = socket.socket()
+    host = "127.0.0.1"
+    liar.bind((host, 0))
+    liar.listen()
+    stop = threading.Event()
+
+    def answer_garbage() -> None:
+        while not stop.is_set():
+            liar.settimeout(0.2)
+            try:
+                conn, _ = liar.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    while conn.recv(4096):
+                        conn.sendall(b"\xff\xff\xff\xff")
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=answer_garbage, daemon=True)
+    thread.start()
+    query(
+        database_url,
+        "INSERT INTO kitchen_stationprinter (brand_id, station_code, printer_name, printer_ip,"
+        " printer_port, priority) VALUES (%s, 'kitchen', 'liar', %s, %s, 1)",
+        (restaurant.brand_id, host, liar.getsockname()[1]),
+    )
+    backup = restaurant.printer("kitchen", 2, name="backup")
+    try:
+        with running_daemon(database_url):
+            (ticket_id,) = restaurant.send("kitchen")
+            wait_until(lambda: all_settled(database_url))
+    finally:
+        stop.set()
+        thread.join(2)
+        liar.close()
+    assert str(ticket(database_url, ticket_id)["printer_ip"]) == backup.host
+    failure = query(
+        database_url,
+        "SELECT last_error_message FROM kitchen_stationprinter WHERE printer_name = 'liar'",
+    )[0]
+    assert "ff ff ff ff" in failure["last_error_message"]
