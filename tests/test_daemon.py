@@ -135,7 +135,7 @@ def test_a_send_prints_once_on_each_station(database_url: str, restaurant: Resta
         wait_until(lambda: all_settled(database_url), what="tickets printed")
     assert len(ids) == 3
     printed = {p.name: [ticket_id_of(t.text) for t in p.tickets()] for p in (kitchen, bar, dessert)}
-    assert sorted(sum(printed.values(), [])) == ids
+    assert sorted(i for received in printed.values() for i in received) == ids
     assert all(len(v) == 1 for v in printed.values())
     for ticket_id in ids:
         row = ticket(database_url, ticket_id)
