@@ -1,0 +1,406 @@
+-- 0011 The daemon's side of the queue: routing, claiming with leases, recording outcomes, alerts.
+--
+-- kprintd run calls only these functions, so a DBA can read here exactly what the daemon does to
+-- tickets. Every status change goes through the audit trigger, described with
+-- kitchen_describe_change() first. Scope arguments: p_brand_ids NULL or empty = every brand,
+-- p_store_id NULL = every store.
+
+-- Alerts ------------------------------------------------------------------------------------------
+CREATE FUNCTION kitchen_raise_alert(
+    p_type      text,
+    p_severity  text,
+    p_message   text,
+    p_details   jsonb DEFAULT '{}'
+) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_alert jsonb;
+BEGIN
+    IF p_severity NOT IN ('info', 'warning', 'critical') THEN
+        RAISE EXCEPTION 'alert severity must be info, warning or critical, not %', p_severity
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    v_alert := jsonb_build_object(
+        'type', p_type, 'severity', p_severity, 'message', p_message,
+        'at', to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+    ) || coalesce(p_details, '{}');
+    -- NOTIFY payloads are limited to 8000 bytes; a manager's message never needs more.
+    PERFORM pg_notify('kitchen_alert', left(v_alert::text, 7900));
+    RETURN v_alert;
+END;
+$$;
+
+COMMENT ON FUNCTION kitchen_raise_alert(text, text, text, jsonb) IS
+    'Send one JSON alert on NOTIFY channel kitchen_alert: {type, severity, message, at, ...details}. '
+    'Delivered when the calling transaction commits.';
+
+-- Routing -----------------------------------------------------------------------------------------
+CREATE FUNCTION kitchen_route_printers(p_brand_id uuid, p_store_id uuid, p_station text)
+RETURNS TABLE (
+    printer_id      bigint,
+    printer_name    text,
+    printer_ip      inet,
+    printer_port    integer,
+    priority        integer,
+    paper_width_mm  integer,
+    chars_per_line  integer,
+    header_line     text,
+    buzzer          boolean,
+    copies          integer,
+    large_item_font boolean,
+    codepage        text,
+    cut_mode        text
+)
+LANGUAGE sql STABLE AS $$
+    SELECT sp.id, sp.printer_name, sp.printer_ip, coalesce(sp.printer_port, 9100),
+           coalesce(sp.priority, 1), coalesce(sp.paper_width_mm, 80),
+           coalesce(sp.chars_per_line, 32),
+           tpl.header_line, coalesce(tpl.buzzer, false), coalesce(tpl.copies, 1),
+           coalesce(tpl.large_item_font, true), coalesce(tpl.codepage, 'CP437'),
+           coalesce(tpl.cut_mode, 'partial')
+    FROM kitchen_stationprinter sp
+    LEFT JOIN LATERAL (
+        SELECT t.*
+        FROM kitchen_printtemplate t
+        WHERE (t.brand_id = sp.brand_id OR t.brand_id IS NULL)
+          AND (kitchen_normalize_station(t.station_code) = p_station OR t.station_code IS NULL)
+        ORDER BY t.brand_id IS NULL, t.station_code IS NULL
+        LIMIT 1
+    ) tpl ON true
+    WHERE sp.brand_id = p_brand_id
+      AND kitchen_normalize_station(sp.station_code) = p_station
+      AND coalesce(sp.is_active, true)
+      AND (sp.store_id IS NULL OR sp.store_id = p_store_id)
+    ORDER BY coalesce(sp.priority, 1), sp.store_id IS NULL, sp.id
+$$;
+
+COMMENT ON FUNCTION kitchen_route_printers(uuid, uuid, text) IS
+    'The active printers that may print a ticket of this brand, store and station, in the order '
+    'to try them (priority, store-specific before brand-wide), with their ticket layout.';
+
+-- The document a ticket prints ---------------------------------------------------------------------
+CREATE FUNCTION kitchen_ticket_document(p_ticket_id bigint) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'ticket_id', t.id,
+        'station', t.printer_target,
+        'ticket_type', t.ticket_type,
+        'bill_id', b.id,
+        'bill_number', b.bill_number,
+        'bill_type', coalesce(b.bill_type, 'dine_in'),
+        'table_number', b.table_number,
+        'queue_number', b.queue_number,
+        'customer_name', b.customer_name,
+        'sent_at', t.created_at,
+        'is_reprint', coalesce(t.is_reprint, false),
+        'original_ticket_id', t.original_ticket_id,
+        'is_retry', t.may_have_printed,
+        'attempt', coalesce(t.print_attempts, 0),
+        'lines', coalesce((
+            SELECT jsonb_agg(jsonb_build_object(
+                       'bill_item_id', bi.id,
+                       'quantity', kti.quantity,
+                       'name', coalesce(p.name, '?'),
+                       'notes', coalesce(bi.notes, ''),
+                       'station', coalesce(kitchen_item_station(bi.printer_target, p.printer_target),
+                                           'none'),
+                       'modifiers', (
+                           SELECT coalesce(jsonb_agg(
+                               CASE jsonb_typeof(m)
+                                   WHEN 'string' THEN m #>> '{}'
+                                   WHEN 'object' THEN coalesce(
+                                       m ->> 'name', m ->> 'label', m ->> 'value', m::text)
+                                   ELSE m::text
+                               END), '[]')
+                           FROM jsonb_array_elements(
+                               CASE jsonb_typeof(bi.modifiers)
+                                   WHEN 'array' THEN bi.modifiers
+                                   WHEN 'null' THEN '[]'::jsonb
+                                   ELSE coalesce(jsonb_build_array(bi.modifiers), '[]')
+                               END) m)
+                   ) ORDER BY bi.id)
+            FROM kitchen_kitchenticketitem kti
+            JOIN pos_billitem bi ON bi.id = kti.bill_item_id
+            LEFT JOIN core_product p ON p.id = bi.product_id
+            WHERE kti.kitchen_ticket_id = t.id
+        ), '[]'))
+    FROM kitchen_kitchenticket t
+    JOIN pos_bill b ON b.id = t.bill_id
+    WHERE t.id = p_ticket_id
+$$;
+
+COMMENT ON FUNCTION kitchen_ticket_document(bigint) IS
+    'Everything printed on a ticket, as JSON: bill header, ticket kind, reprint/retry marks and the '
+    'lines (quantity, product name, modifiers as text, notes, item station). NULL if no such ticket.';
+
+-- Claiming ----------------------------------------------------------------------------------------
+CREATE FUNCTION kitchen_claim_print_jobs(
+    p_daemon         text,
+    p_lease_seconds  double precision,
+    p_brand_id       uuid,
+    p_store_id       uuid,
+    p_station        text,
+    p_limit          integer DEFAULT 1
+) RETURNS TABLE (ticket_id bigint, attempt integer, max_retries integer, document jsonb)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_saved jsonb := kitchen_change_description();
+BEGIN
+    IF coalesce(btrim(p_daemon), '') = '' THEN
+        RAISE EXCEPTION 'a daemon id is required to claim tickets' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM kitchen_describe_change('print_start', 'printer_service', NULL, NULL,
+                                    jsonb_build_object('daemon', p_daemon));
+    RETURN QUERY
+    WITH due AS (
+        SELECT t.id
+        FROM kitchen_kitchenticket t
+        WHERE t.status = 'new'
+          AND t.print_attempts < t.max_retries
+          AND t.next_attempt_at <= now()
+          AND t.printer_target = p_station
+          AND t.brand_id IS NOT DISTINCT FROM p_brand_id
+          AND t.store_id IS NOT DISTINCT FROM p_store_id
+        ORDER BY t.created_at, t.id
+        LIMIT greatest(p_limit, 1)
+        FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        UPDATE kitchen_kitchenticket t
+        SET status = 'printing',
+            claimed_by = p_daemon,
+            lease_expires_at = now() + make_interval(secs => p_lease_seconds),
+            print_attempts = t.print_attempts + 1
+        FROM due
+        WHERE t.id = due.id
+        RETURNING t.id, t.print_attempts, t.max_retries, t.created_at
+    )
+    SELECT c.id, c.print_attempts, c.max_retries, kitchen_ticket_document(c.id)
+    FROM claimed c
+    ORDER BY c.created_at, c.id;
+    PERFORM kitchen_restore_change_description(v_saved);
+END;
+$$;
+
+COMMENT ON FUNCTION kitchen_claim_print_jobs(text, double precision, uuid, uuid, text, integer) IS
+    'Claim up to p_limit due tickets of one route (brand, store, station), oldest first, skipping '
+    'rows another daemon holds: status printing, a lease for p_daemon, one more print attempt. '
+    'Returns each ticket''s printable document. Commit before printing.';
+
+CREATE FUNCTION kitchen_route_next_due(p_brand_id uuid, p_store_id uuid, p_station text)
+RETURNS timestamp with time zone
+LANGUAGE sql STABLE AS $$
+    SELECT min(t.next_attempt_at)
+    FROM kitchen_kitchenticket t
+    WHERE t.status = 'new'
+      AND t.print_attempts < t.max_retries
+      AND t.printer_target = p_station
+      AND t.brand_id IS NOT DISTINCT FROM p_brand_id
+      AND t.store_id IS NOT DISTINCT FROM p_store_id
+$$;
+
+COMMENT ON FUNCTION kitchen_route_next_due(uuid, uuid, text) IS
+    'When the next ticket of this route becomes due (NULL: none waiting).';
+
+CREATE FUNCTION kitchen_due_routes(p_brand_ids uuid[] DEFAULT NULL, p_store_id uuid DEFAULT NULL)
+RETURNS TABLE (brand_id uuid, store_id uuid, station text, waiting bigint, next_due_at timestamptz)
+LANGUAGE sql STABLE AS $$
+    SELECT t.brand_id, t.store_id, t.printer_target::text, count(*), min(t.next_attempt_at)
+    FROM kitchen_kitchenticket t
+    WHERE t.status = 'new'
+      AND t.print_attempts < t.max_retries
+      AND (coalesce(cardinality(p_brand_ids), 0) = 0 OR t.brand_id = ANY (p_brand_ids))
+      AND (p_store_id IS NULL OR t.store_id = p_store_id)
+    GROUP BY t.brand_id, t.store_id, t.printer_target
+$$;
+
+COMMENT ON FUNCTION kitchen_due_routes(uuid[], uuid) IS
+    'The routes (brand, store, station) with tickets waiting to print, within a daemon''s scope, '
+    'with how many wait and when the first is due. The daemon scans this at start and on its sweep.';
+
+-- Recording outcomes ------------------------------------------------------------------------------
+CREATE FUNCTION kitchen_finish_print_jobs(
+    p_daemon            text,
+    p_results           jsonb,
+    p_printer_failures  jsonb DEFAULT '[]'
+) RETURNS TABLE (ticket_id bigint, final_status text, recorded boolean)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    r           jsonb;
+    f           jsonb;
+    v_ticket    kitchen_kitchenticket%ROWTYPE;
+    v_outcome   text;
+    v_meta      jsonb;
+    v_saved     jsonb := kitchen_change_description();
+BEGIN
+    -- Printers that refused, timed out or lied during these attempts, ticket printed or not.
+    FOR f IN SELECT * FROM jsonb_array_elements(coalesce(p_printer_failures, '[]')) LOOP
+        UPDATE kitchen_stationprinter
+        SET failed_prints = coalesce(failed_prints, 0) + 1,
+            last_error_at = now(),
+            last_error_message = f ->> 'error_message',
+            updated_at = now()
+        WHERE id = (f ->> 'printer_id')::bigint;
+    END LOOP;
+
+    FOR r IN SELECT * FROM jsonb_array_elements(p_results) LOOP
+        v_outcome := r ->> 'outcome';
+        SELECT * INTO v_ticket FROM kitchen_kitchenticket t
+        WHERE t.id = (r ->> 'ticket_id')::bigint AND t.status = 'printing'
+          AND t.claimed_by = p_daemon
+        FOR UPDATE;
+        IF NOT FOUND THEN
+            -- The lease expired and the ticket moved on without us; its new owner records it.
+            ticket_id := (r ->> 'ticket_id')::bigint; final_status := NULL; recorded := false;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        v_meta := jsonb_strip_nulls(jsonb_build_object(
+            'attempt', v_ticket.print_attempts,
+            'daemon', p_daemon,
+            'printer_id', r -> 'printer_id',
+            'printer_name', r ->> 'printer_name',
+            'bytes', r -> 'bytes',
+            'tried', r -> 'tried'));
+
+        IF v_outcome = 'printed' THEN
+            PERFORM kitchen_describe_change('print_success', 'printer_service',
+                                            (r ->> 'duration_ms')::integer, NULL, v_meta);
+            UPDATE kitchen_kitchenticket t
+            SET status = 'printed', printed_at = now(),
+                printer_ip = (r ->> 'printer_ip')::inet,
+                printer_id = (r ->> 'printer_id')::bigint,
+                claimed_by = NULL, lease_expires_at = NULL
+            WHERE t.id = v_ticket.id;
+            UPDATE kitchen_stationprinter
+            SET total_prints = coalesce(total_prints, 0) + 1, last_print_at = now(),
+                updated_at = now()
+            WHERE id = (r ->> 'printer_id')::bigint;
+            final_status := 'printed';
+
+        ELSIF v_outcome = 'released' THEN
+            -- Claimed but never sent (shutdown): give the attempt back.
+            PERFORM kitchen_describe_change('claim_released', 'printer_service', NULL, NULL, v_meta);
+            UPDATE kitchen_kitchenticket t
+            SET status = 'new', print_attempts = greatest(t.print_attempts - 1, 0),
+                claimed_by = NULL, lease_expires_at = NULL, next_attempt_at = now()
+            WHERE t.id = v_ticket.id;
+            final_status := 'new';
+
+        ELSIF v_outcome = 'failed' THEN
+            PERFORM kitchen_describe_change('print_failed', 'printer_service',
+                                            (r ->> 'duration_ms')::integer, r ->> 'error_code',
+                                            v_meta);
+            UPDATE kitchen_kitchenticket t
+            SET status = 'failed',
+                error_message = r ->> 'error_message',
+                error_code = r ->> 'error_code',
+                last_error_at = now(),
+                printer_ip = coalesce((r ->> 'printer_ip')::inet, t.printer_ip),
+                may_have_printed = t.may_have_printed
+                                   OR coalesce((r ->> 'may_have_printed')::boolean, false),
+                claimed_by = NULL, lease_expires_at = NULL
+            WHERE t.id = v_ticket.id;
+            IF v_ticket.print_attempts < v_ticket.max_retries
+               AND coalesce((r ->> 'retryable')::boolean, true) THEN
+                PERFORM kitchen_describe_change('retry', 'printer_service', NULL, r ->> 'error_code',
+                    v_meta || jsonb_build_object('retry_in_s', (r ->> 'retry_delay_s')::numeric));
+                UPDATE kitchen_kitchenticket t
+                SET status = 'new',
+                    next_attempt_at = now()
+                        + make_interval(secs => coalesce((r ->> 'retry_delay_s')::double precision, 0))
+                WHERE t.id = v_ticket.id;
+                final_status := 'new';
+            ELSE
+                PERFORM kitchen_raise_alert('ticket_failed', 'critical',
+                    format('Ticket %s for %s (bill %s) could not be printed: %s. Print it again with '
+                           'kitchen_reset_ticket(%s, ...) once a printer works.',
+                           v_ticket.id, v_ticket.printer_target,
+                           (SELECT b.bill_number FROM pos_bill b WHERE b.id = v_ticket.bill_id),
+                           coalesce(r ->> 'error_message', 'unknown error'), v_ticket.id),
+                    jsonb_build_object('ticket_id', v_ticket.id, 'bill_id', v_ticket.bill_id,
+                                       'station', v_ticket.printer_target,
+                                       'brand_id', v_ticket.brand_id, 'store_id', v_ticket.store_id,
+                                       'error_code', r ->> 'error_code'));
+                final_status := 'failed';
+            END IF;
+        ELSE
+            RAISE EXCEPTION 'unknown print outcome % for ticket %', v_outcome, v_ticket.id
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        ticket_id := v_ticket.id; recorded := true;
+        RETURN NEXT;
+    END LOOP;
+    PERFORM kitchen_restore_change_description(v_saved);
+END;
+$$;
+
+COMMENT ON FUNCTION kitchen_finish_print_jobs(text, jsonb, jsonb) IS
+    'Record what happened to tickets p_daemon claimed. p_results: [{ticket_id, outcome: printed | '
+    'failed | released, printer_id, printer_name, printer_ip, duration_ms, bytes, error_code, '
+    'error_message, may_have_printed, retryable, retry_delay_s}]. A failed ticket with attempts left '
+    'goes back to new after retry_delay_s; otherwise it stays failed and an alert is raised. '
+    'p_printer_failures: [{printer_id, error_message}] counts failures against printers. Tickets '
+    'no longer held by p_daemon are left alone (recorded = false).';
+
+-- Leases ------------------------------------------------------------------------------------------
+CREATE FUNCTION kitchen_reclaim_expired_leases(
+    p_brand_ids uuid[] DEFAULT NULL,
+    p_store_id  uuid DEFAULT NULL
+) RETURNS integer
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_ticket    kitchen_kitchenticket%ROWTYPE;
+    v_count     integer := 0;
+    v_saved     jsonb := kitchen_change_description();
+BEGIN
+    FOR v_ticket IN
+        SELECT * FROM kitchen_kitchenticket t
+        WHERE t.status = 'printing'
+          AND (t.lease_expires_at IS NULL OR t.lease_expires_at < now())
+          AND (coalesce(cardinality(p_brand_ids), 0) = 0 OR t.brand_id = ANY (p_brand_ids))
+          AND (p_store_id IS NULL OR t.store_id = p_store_id)
+        ORDER BY t.created_at
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        -- Whoever held it may have sent some or all of it: any later print is marked RETRY.
+        IF v_ticket.print_attempts < v_ticket.max_retries THEN
+            PERFORM kitchen_describe_change('retry', 'printer_service', NULL, 'lease_expired',
+                jsonb_build_object('reason', 'lease_expired', 'claimed_by', v_ticket.claimed_by,
+                                   'attempt', v_ticket.print_attempts));
+            UPDATE kitchen_kitchenticket t
+            SET status = 'new', may_have_printed = true, claimed_by = NULL,
+                lease_expires_at = NULL, next_attempt_at = now()
+            WHERE t.id = v_ticket.id;
+        ELSE
+            PERFORM kitchen_describe_change('print_failed', 'printer_service', NULL, 'lease_expired',
+                jsonb_build_object('reason', 'lease_expired', 'claimed_by', v_ticket.claimed_by,
+                                   'attempt', v_ticket.print_attempts));
+            UPDATE kitchen_kitchenticket t
+            SET status = 'failed', may_have_printed = true, claimed_by = NULL,
+                lease_expires_at = NULL, error_code = 'lease_expired', last_error_at = now(),
+                error_message = format('the printer service holding it (%s) stopped answering '
+                                       'on its last attempt', coalesce(v_ticket.claimed_by, '?'))
+            WHERE t.id = v_ticket.id;
+            PERFORM kitchen_raise_alert('ticket_failed', 'critical',
+                format('Ticket %s for %s may not have printed: the printer service stopped on its '
+                       'last attempt. Check the printer and reprint if needed.',
+                       v_ticket.id, v_ticket.printer_target),
+                jsonb_build_object('ticket_id', v_ticket.id, 'bill_id', v_ticket.bill_id,
+                                   'station', v_ticket.printer_target,
+                                   'error_code', 'lease_expired'));
+        END IF;
+        v_count := v_count + 1;
+    END LOOP;
+    PERFORM kitchen_restore_change_description(v_saved);
+    RETURN v_count;
+END;
+$$;
+
+COMMENT ON FUNCTION kitchen_reclaim_expired_leases(uuid[], uuid) IS
+    'Tickets left in printing by a daemon that died or hung (lease expired, or no lease at all): '
+    'back to new marked may_have_printed (they print again with a RETRY banner), or failed with '
+    'an alert when no attempt is left. Returns how many were reclaimed. Run by every daemon.';
