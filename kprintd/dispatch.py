@@ -21,6 +21,7 @@ import structlog
 
 from kprintd.config import Settings
 from kprintd.db import ClaimedJob, Database, RouteKey, RoutePrinter
+from kprintd.printer_status import PrinterState
 from kprintd.render import PrintLayout, TicketDocument, TicketLine, render_ticket
 from kprintd.routing import PrinterBoard
 from kprintd.transport import (
@@ -103,26 +104,26 @@ class PrinterLinks:
     def _slot(self, address: PrinterAddress) -> _PrinterSlot:
         return self._slots.setdefault(address, _PrinterSlot())
 
-    async def _ready_connection(self, slot: _PrinterSlot, address: PrinterAddress) -> None:
-        """Make slot.connection an open connection to a printer that says it can print."""
+    async def _status(self, slot: _PrinterSlot, address: PrinterAddress) -> PrinterState:
+        """Status over the slot's connection, reopening it if the printer closed it while idle."""
         timeout = self._settings.printer_send_timeout_s
         if slot.connection is not None:
             try:
-                state = await slot.connection.status(timeout)
+                return await slot.connection.status(timeout)
             except PrinterError as exc:
                 if exc.code != "connection_lost":
                     raise
-                # The printer closed an idle connection: that is normal, open a fresh one.
-                await slot.connection.close()
-                slot.connection = None
-        if slot.connection is None:
-            slot.connection = await PrinterConnection.open(
-                address, self._settings.printer_connect_timeout_s
-            )
-            state = await slot.connection.status(timeout)
-        problem = describe_unprintable(state)
-        if problem is not None:
-            raise problem
+                await self._drop(slot)
+        slot.connection = await PrinterConnection.open(
+            address, self._settings.printer_connect_timeout_s
+        )
+        return await slot.connection.status(timeout)
+
+    @staticmethod
+    async def _drop(slot: _PrinterSlot) -> None:
+        if slot.connection is not None:
+            connection, slot.connection = slot.connection, None
+            await connection.close()
 
     async def send(self, printer: RoutePrinter, data: bytes) -> None:
         """Print `data` on `printer`; raises PrinterError saying whether paper may have moved."""
@@ -130,7 +131,9 @@ class PrinterLinks:
         slot = self._slot(address)
         async with slot.lock:
             try:
-                await self._ready_connection(slot, address)
+                problem = describe_unprintable(await self._status(slot, address))
+                if problem is not None:
+                    raise problem
                 assert slot.connection is not None
                 after = await slot.connection.print_job(data, self._settings.printer_send_timeout_s)
                 problem = describe_unprintable(after)
@@ -139,25 +142,34 @@ class PrinterLinks:
                     problem.message += " (reported right after the ticket was sent)"
                     raise problem
             except PrinterError:
-                if slot.connection is not None:
-                    await slot.connection.close()
-                    slot.connection = None
+                await self._drop(slot)
+                raise
+
+    async def check(self, address: PrinterAddress) -> PrinterState:
+        """The printer's real-time status, asked on its own slot: never while it is printing.
+
+        Raises PrinterError when the printer cannot be reached or does not answer.
+        """
+        slot = self._slot(address)
+        async with slot.lock:
+            try:
+                return await self._status(slot, address)
+            except PrinterError:
+                await self._drop(slot)
                 raise
 
     async def close_idle(self, idle_seconds: float) -> None:
+        """Let go of connections nobody used lately: many printers serve one client at a time."""
         now = time.monotonic()
         for slot in self._slots.values():
             if slot.lock.locked() or slot.connection is None:
                 continue
             if now - slot.connection.last_used >= idle_seconds:
-                connection, slot.connection = slot.connection, None
-                await connection.close()
+                await self._drop(slot)
 
     async def close_all(self) -> None:
         for slot in self._slots.values():
-            if slot.connection is not None:
-                connection, slot.connection = slot.connection, None
-                await connection.close()
+            await self._drop(slot)
 
 
 @dataclass
