@@ -253,7 +253,7 @@ class EmulatedPrinter:
         listener = self._bind()
         with self._lock:
             if self._fault.mode is FaultMode.REFUSE:
-                listener.close()
+                _close_listener(listener)
             else:
                 self._listener = listener
         self._spawn(self._accept_loop, f"emulator-{self.name}-accept")
@@ -265,7 +265,7 @@ class EmulatedPrinter:
             listener, self._listener = self._listener, None
             connections = list(self._connections)
         if listener is not None:
-            listener.close()
+            _close_listener(listener)
         for conn in connections:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
@@ -321,7 +321,7 @@ class EmulatedPrinter:
                 close, self._listener = self._listener, None
             listening = self._listener is not None
         if close is not None:
-            close.close()
+            _close_listener(close)
         if not listening and fault.mode is not FaultMode.REFUSE and self._started:
             listener = self._bind()
             with self._lock:
@@ -493,6 +493,14 @@ class EmulatedPrinter:
             self._fragments.append(job)
 
 
+def _close_listener(sock: socket.socket) -> None:
+    """Stop listening now: a plain close() waits while the accept thread's select() holds
+    the socket, and connections arriving meanwhile would still be accepted by the kernel."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+
+
 def _reset(conn: socket.socket) -> None:
     """Close so that the peer gets RST instead of an orderly FIN."""
     with contextlib.suppress(OSError):
@@ -551,7 +559,9 @@ class _Session:
         p = self.printer
         for event in events:
             if isinstance(event, Command) and event.name == "DLE EOT":
+                # Real-time requests are answered on arrival and are not part of a job.
                 self._answer_status(event)
+                continue
             if self.held or not p.state.can_print:
                 if p.keep_data_while_unready:
                     self.held.append(event)

@@ -211,7 +211,9 @@ def parse_paper_sensor(value: int) -> PaperSensorBits:
     return PaperSensorBits(near_end=bool(v & 0x0C), paper_end=bool(v & 0x60))
 
 
-def state_from_responses(responses: Mapping[StatusRequest | int, int]) -> PrinterState:
+def state_from_responses(
+    responses: Mapping[StatusRequest, int] | Mapping[int, int],
+) -> PrinterState:
     """Rebuild a :class:`PrinterState` from answers to some or all of DLE EOT 1..4.
 
     Missing answers leave the corresponding fields at their healthy defaults, so
