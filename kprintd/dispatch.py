@@ -321,14 +321,20 @@ class RouteWorker:
         dispatcher = self.dispatcher
         attempts: list[_Attempt] = []
         for job in jobs:
+            attempt = _Attempt(job, None)
             try:
-                attempts.append(_Attempt(job, ticket_from_document(job.document)))
+                attempt.document = ticket_from_document(job.document)
             except (KeyError, TypeError, ValueError) as exc:
-                attempt = _Attempt(job, None)
                 attempt.result = self._failure(
                     attempt, "bad_document", f"unreadable ticket: {exc}", retryable=False
                 )
-                attempts.append(attempt)
+            else:
+                if not attempt.document.lines:
+                    # A blank slip tells the cook nothing and hides the mistake: fail it loudly.
+                    attempt.result = self._failure(
+                        attempt, "empty_ticket", "the ticket has no items", retryable=False
+                    )
+            attempts.append(attempt)
         printers = await dispatcher.db.route_printers(self.route)
         failures: list[dict[str, Any]] = []
         if dispatcher.stopping.is_set():

@@ -447,3 +447,22 @@ def test_a_printer_that_lies_about_its_status_is_failed_over(
         "SELECT last_error_message FROM kitchen_stationprinter WHERE printer_name = 'liar'",
     )[0]
     assert "ff ff ff ff" in failure["last_error_message"]
+
+
+def test_a_hand_inserted_empty_ticket_fails_instead_of_printing_blank(
+    database_url: str, restaurant: Restaurant
+) -> None:
+    kitchen = restaurant.printer("kitchen")
+    (real_ticket,) = restaurant.send("kitchen")
+    bill_id = ticket(database_url, real_ticket)["bill_id"]
+    empty = query(
+        database_url,
+        "INSERT INTO kitchen_kitchenticket (bill_id, printer_target, status)"
+        " VALUES (%s, 'kitchen', 'new') RETURNING id",
+        (bill_id,),
+    )[0]["id"]
+    with running_daemon(database_url):
+        wait_until(lambda: all_settled(database_url))
+    row = ticket(database_url, empty)
+    assert (row["status"], row["error_code"]) == ("failed", "empty_ticket")
+    assert [ticket_id_of(t.text) for t in kitchen.tickets()] == [real_ticket]
