@@ -248,9 +248,9 @@ class EmulatedPrinter:
     def start(self) -> None:
         if self._started:
             raise RuntimeError(f"printer {self.name} already started")
-        self._started = True
         self._stopping.clear()
         listener = self._bind()
+        self._started = True
         with self._lock:
             if self._fault.mode is FaultMode.REFUSE:
                 _close_listener(listener)
@@ -809,9 +809,13 @@ def control_client(argv: list[str]) -> int:
     parser.add_argument("--control", type=_host_port, default=_host_port(DEFAULT_CONTROL))
     parser.add_argument("command", nargs="+")
     args = parser.parse_args(argv)
-    with socket.create_connection(args.control, timeout=5) as sock:
-        sock.sendall((" ".join(args.command) + "\n").encode())
-        reply = sock.makefile("r", encoding="utf-8").readline().strip()
+    try:
+        with socket.create_connection(args.control, timeout=5) as sock:
+            sock.sendall((" ".join(args.command) + "\n").encode())
+            reply = sock.makefile("r", encoding="utf-8").readline().strip()
+    except OSError as exc:
+        print(f"error: no emulator control port at {args.control[0]}:{args.control[1]}: {exc}")
+        return 1
     print(reply.replace(" ; ", "\n   "))
     return 0 if reply.startswith("ok") else 1
 
@@ -855,55 +859,59 @@ def _signals_set(event: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def _say(message: str) -> None:
+    # Plain stderr, not logging: python-escpos configures the root logger on import.
+    print(message, file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``kprintd emulator``: run printers until SIGINT/SIGTERM. Returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["ctl"]:
         return control_client(args_list[1:])
     args = build_parser().parse_args(args_list)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     names = [spec.name for spec in args.printer]
     if len(set(names)) != len(names):
-        print("error: printer names must be unique", file=sys.stderr)
+        _say("error: printer names must be unique")
         return 2
     printers: dict[str, EmulatedPrinter] = {}
     echo = _echo(threading.Lock())
     stop = threading.Event()
     control: ControlServer | None = None
-    try:
-        for spec in args.printer:
-            printer = EmulatedPrinter(
-                spec.name,
-                spec.host,
-                spec.port,
-                chars_per_line=spec.chars_per_line or args.chars_per_line,
-                out_dir=args.out,
-                png=args.png,
-                keep_data_while_unready=not args.drop_while_unready,
-            )
-            if not args.quiet:
-                printer.add_listener(echo)
-            printers[spec.name] = printer
-        _configure(printers, args)
-        with _signals_set(stop):
+    with _signals_set(stop):
+        try:
+            for spec in args.printer:
+                printer = EmulatedPrinter(
+                    spec.name,
+                    spec.host,
+                    spec.port,
+                    chars_per_line=spec.chars_per_line or args.chars_per_line,
+                    out_dir=args.out,
+                    png=args.png,
+                    keep_data_while_unready=not args.drop_while_unready,
+                )
+                if not args.quiet:
+                    printer.add_listener(echo)
+                printers[spec.name] = printer
+            _configure(printers, args)
             for printer in printers.values():
                 printer.start()
-                log.info("printer %s listening on %s:%d", printer.name, *printer.address)
+                _say(f"printer {printer.name} listening on {printer.host}:{printer.port}")
             if args.control is not None:
                 control = ControlServer(list(printers.values()), *args.control)
                 control.start()
-                log.info("control port on %s:%d", control.host, control.port)
+                _say(f"control port on {control.host}:{control.port}")
             while not stop.wait(0.5):
                 pass
-    except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if control is not None:
-            control.stop()
-        for printer in printers.values():
-            printer.stop()
-    log.info("emulator stopped")
+        except (OSError, ValueError) as exc:
+            _say(f"error: {exc}")
+            return 1
+        finally:
+            if control is not None:
+                control.stop()
+            for printer in printers.values():
+                printer.stop()
+    _say("emulator stopped")
     return 0
 
 

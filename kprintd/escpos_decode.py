@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from escpos.codepages import CodePages
@@ -397,18 +397,18 @@ _ALIGNMENTS = {0: "left", 1: "center", 2: "right", 48: "left", 49: "center", 50:
 _CUT_MODES = {0: "full", 48: "full", 65: "full", 97: "full", 103: "full"}
 
 
-@dataclass
 class JobAssembler:
     """Applies decoded events to a paper model; :meth:`apply` returns a job at each cut."""
 
-    style: Style = field(default_factory=Style)
-    align: str = "left"
-    codepage: str = "CP437"
-    _line: list[Glyph] = field(default_factory=list)
-    _line_align: str | None = None
-    _items: list[PrintedLine | Notice] = field(default_factory=list)
-    _commands: list[Command] = field(default_factory=list)
-    _raw: list[bytes] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.style = Style()
+        self.align = "left"
+        self.codepage = "CP437"
+        self._line: list[Glyph] = []
+        self._line_align: str | None = None
+        self._items: list[PrintedLine | Notice] = []
+        self._commands: list[Command] = []
+        self._raw: list[bytes] = []
 
     @property
     def has_content(self) -> bool:
