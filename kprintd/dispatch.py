@@ -61,6 +61,7 @@ def ticket_from_document(document: dict[str, Any]) -> TicketDocument:
                 modifiers=tuple(str(m) for m in line.get("modifiers") or ()),
                 notes=str(line.get("notes") or ""),
                 station=str(line.get("station") or ""),
+                is_void=bool(line.get("is_void")),
             )
             for line in document.get("lines") or ()
         ),

@@ -38,6 +38,7 @@ class TicketLine:
     modifiers: tuple[str, ...] = ()
     notes: str = ""
     station: str = ""  # used by checker tickets to group by station
+    is_void: bool = False  # a cancelled item: printed with a VOID mark (checker and void tickets)
 
 
 @dataclass(frozen=True)
@@ -328,7 +329,7 @@ class _TicketWriter:
 
 
 def _item_block(w: _TicketWriter, line: TicketLine, layout: PrintLayout, codepage: str) -> None:
-    prefix = f"{line.quantity}x "
+    prefix = ("VOID " if line.is_void else "") + f"{line.quantity}x "
     text = prefix + sanitize_text(line.name, codepage)
     if layout.large_item_font:
         w.lines(wrap(text, w.big_width, len(prefix)), big=True, bold=True)

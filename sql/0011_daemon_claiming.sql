@@ -103,6 +103,7 @@ LANGUAGE sql STABLE AS $$
                        'quantity', kti.quantity,
                        'name', coalesce(p.name, '?'),
                        'notes', coalesce(bi.notes, ''),
+                       'is_void', kti.line_type = 'void',
                        'station', coalesce(kitchen_item_station(bi.printer_target, p.printer_target),
                                            'none'),
                        'modifiers', (
@@ -132,7 +133,8 @@ $$;
 
 COMMENT ON FUNCTION kitchen_ticket_document(bigint) IS
     'Everything printed on a ticket, as JSON: bill header, ticket kind, reprint/retry marks and the '
-    'lines (quantity, product name, modifiers as text, notes, item station). NULL if no such ticket.';
+    'lines (quantity, product name, modifiers as text, notes, item station, is_void). NULL if no such '
+    'ticket.';
 
 -- Claiming ----------------------------------------------------------------------------------------
 CREATE FUNCTION kitchen_claim_print_jobs(

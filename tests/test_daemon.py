@@ -466,3 +466,19 @@ def test_a_hand_inserted_empty_ticket_fails_instead_of_printing_blank(
     row = ticket(database_url, empty)
     assert (row["status"], row["error_code"]) == ("failed", "empty_ticket")
     assert [ticket_id_of(t.text) for t in kitchen.tickets()] == [real_ticket]
+
+
+def test_checker_ticket_marks_voided_items(database_url: str, restaurant: Restaurant) -> None:
+    kitchen = restaurant.printer("kitchen")
+    checker = restaurant.printer("checker")
+    with running_daemon(database_url):
+        ids = restaurant.send("kitchen")
+        wait_until(lambda: len(checker.tickets()) == 1 and len(kitchen.tickets()) == 1)
+        bill_id = ticket(database_url, ids[0])["bill_id"]
+        query(database_url, "UPDATE pos_billitem SET is_void = true WHERE bill_id = %s", (bill_id,))
+        query(database_url, "SELECT kitchen_create_tickets(%s)", (bill_id,))
+        wait_until(lambda: len(checker.tickets()) == 2 and len(kitchen.tickets()) == 2)
+    first, second = (t.text for t in checker.tickets())
+    assert "V O I D   1 x" not in first
+    assert "V O I D   1 x" in second
+    assert "V O I D   1 x" in kitchen.tickets()[1].text
