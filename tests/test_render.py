@@ -187,6 +187,24 @@ def test_checker_groups_items_by_station_in_order_of_appearance() -> None:
     assert any(t.startswith("1x Sate") for t in kitchen)
 
 
+@pytest.mark.parametrize("width", (32, 48))
+def test_voided_items_are_marked_on_their_own_line(width: int) -> None:
+    voided = TicketLine(
+        1, "Sate Ayam (10 tusuk)", ("Bumbu kacang",), station="kitchen", is_void=True
+    )
+    checker = SAMPLES["checker"]
+    ticket = TicketDocument(
+        checker.ticket_id, "checker", "checker", "B1", SENT_AT, (*checker.lines, voided)
+    )
+    job = decode_one(render_ticket(ticket, layout(width)))
+    items = [line.text for line in job.lines if line.glyphs and line.glyphs[0].style.width == 2]
+    assert [row for row in items if row.startswith("VOID")] == [
+        "VOID 1x Sate" if width == 32 else "VOID 1x Sate Ayam (10"
+    ]
+    assert not any(row.startswith("VOID") for row in items if "Nasi" in row)
+    assert max(line.columns for line in job.lines) <= width
+
+
 @pytest.mark.parametrize(("cut", "expected"), [("full", "full"), ("partial", "partial")])
 def test_copies_repeat_the_ticket_each_with_its_cut(cut: str, expected: str) -> None:
     data = render_ticket(ORDER, layout(cut=cut, copies=3))
@@ -303,6 +321,7 @@ def _tickets(draw: st.DrawFn) -> tuple[TicketDocument, PrintLayout]:
             tuple(draw(st.lists(_text, max_size=3))),
             draw(_text),
             draw(_text),
+            draw(st.booleans()),
         )
         for _ in range(draw(st.integers(0, 4)))
     )
