@@ -60,12 +60,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return daemon.run(_settings(args))
 
 
-def _cmd_emulator(args: argparse.Namespace) -> int:
-    from kprintd import emulator
-
-    return emulator.main(args.emulator_args)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kprintd", description="Kitchen printer daemon: the database is the API."
@@ -84,16 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser = commands.add_parser("run", help="run the printer daemon (what systemd starts)")
     run_parser.set_defaults(handler=_cmd_run)
 
-    emulator_parser = commands.add_parser(
-        "emulator", help="run emulated ESC/POS network printers on loopback", add_help=False
-    )
-    emulator_parser.add_argument("emulator_args", nargs=argparse.REMAINDER)
-    emulator_parser.set_defaults(handler=_cmd_emulator)
+    # Listed for --help only: main() hands `kprintd emulator ...` to the emulator's own parser.
+    commands.add_parser("emulator", help="run emulated ESC/POS network printers on loopback")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["emulator"]:
+        from kprintd import emulator
+
+        return emulator.main(arguments[1:])
+    args = build_parser().parse_args(arguments)
     try:
         code: int = args.handler(args)
     except ConfigError as exc:
