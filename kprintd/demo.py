@@ -47,7 +47,6 @@ from kprintd.printer_status import PaperState
 
 T = TypeVar("T")
 
-PRINTER_PORT = 9100
 POS_ACTOR = "pos:terminal-1"
 MANAGER = "manager:Budi"
 PRINT_TIMEOUT_S = 15.0  # one ticket, even with the 2 s printer timeout and a retry in between
@@ -318,7 +317,7 @@ class Service:
                         p.station,
                         p.label,
                         p.host,
-                        PRINTER_PORT,
+                        self.printers[p.name].port,
                         p.priority,
                         p.paper_mm,
                         p.columns,
@@ -336,7 +335,7 @@ class Service:
             role = "primary" if p.priority == 1 else f"backup (priority {p.priority})"
             say(
                 f"    {p.label:<15} station {p.station:<8} {role:<21}"
-                f" {p.host}:{PRINTER_PORT}  {p.paper_mm} mm, {p.columns} columns"
+                f" {p.host}:{self.printers[p.name].port:<5}  {p.paper_mm} mm, {p.columns} columns"
             )
 
     def _scalar(self, sql: str, *params: Any) -> Any:
@@ -685,6 +684,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-png", action="store_true", help="do not render PNGs of the tickets")
     parser.add_argument(
+        "--printer-port",
+        type=int,
+        default=9100,
+        metavar="PORT",
+        help="TCP port of the emulated printers (default: 9100, the raw printing port;"
+        " 0 picks free ports, so that the demo can run next to another one)",
+    )
+    parser.add_argument(
         "--pause",
         type=float,
         default=1.5,
@@ -695,14 +702,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def start_printers(
-    stack: contextlib.ExitStack, out: Path, png: bool, events: queue.Queue[Event]
+    stack: contextlib.ExitStack, port: int, out: Path, png: bool, events: queue.Queue[Event]
 ) -> dict[str, EmulatedPrinter]:
     printers: dict[str, EmulatedPrinter] = {}
     for spec in PRINTERS:
         printer = EmulatedPrinter(
             spec.name,
             spec.host,
-            PRINTER_PORT,
+            port,
             chars_per_line=spec.columns,
             out_dir=out,
             png=png,
@@ -712,7 +719,7 @@ def start_printers(
             printer.start()
         except OSError as exc:
             raise DemoFailure(
-                f"cannot start the emulated printer {spec.label} on {spec.host}:{PRINTER_PORT}:"
+                f"cannot start the emulated printer {spec.label} on {spec.host}:{port}:"
                 f" {exc.strerror or exc} (is another demo running?)"
             ) from None
         stack.callback(printer.stop)
@@ -751,7 +758,7 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> None:
     )
 
     events: queue.Queue[Event] = queue.Queue()
-    printers = start_printers(stack, out, png, events)
+    printers = start_printers(stack, args.printer_port, out, png, events)
     alerts = AlertListener(conninfo, events)
     stack.callback(alerts.stop)
 

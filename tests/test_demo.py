@@ -1,7 +1,7 @@
 """`make demo` end to end: `python -m kprintd.demo` runs its whole service and leaves the evidence.
 
-Runs the demo as `make demo` does (a subprocess, own PostgreSQL, printers on 127.0.2.1-5:9100),
-so it cannot run while a `make demo` is running on the same machine.
+Runs the demo as `make demo` does, in a subprocess with its own PostgreSQL and printers on
+127.0.2.1-5, but on free ports rather than 9100: a `make demo` or another test run may be going on.
 """
 
 from __future__ import annotations
@@ -33,7 +33,17 @@ class DemoRun:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
     out = tmp_path_factory.mktemp("demo-output")
     result = subprocess.run(
-        [sys.executable, "-m", "kprintd.demo", "--out", str(out), "--pause", "0"],
+        [
+            sys.executable,
+            "-m",
+            "kprintd.demo",
+            "--out",
+            str(out),
+            "--pause",
+            "0",
+            "--printer-port",
+            "0",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
