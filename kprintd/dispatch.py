@@ -237,7 +237,8 @@ class Dispatcher:
                 "printer": printer.printer_name,
                 "printer_address": f"{printer.host}:{printer.port}",
             }
-        log.warning("alert", alert=kind, station=route.station, message=message)
+        emit = log.info if severity == "info" else log.warning
+        emit("alert", alert=kind, severity=severity, station=route.station, message=message)
         try:
             await self.db.raise_alert(kind, severity, message, details)
         except psycopg.Error as exc:

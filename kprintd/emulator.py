@@ -315,13 +315,18 @@ class EmulatedPrinter:
         elif isinstance(fault, FaultMode):
             fault = Fault(fault)
         close: socket.socket | None = None
+        dropped: list[socket.socket] = []
         with self._lock:
             self._fault = fault
             if fault.mode is FaultMode.REFUSE:
                 close, self._listener = self._listener, None
+                # A printer that is switched off takes its open connections with it.
+                dropped = list(self._connections)
             listening = self._listener is not None
         if close is not None:
             _close_listener(close)
+        for conn in dropped:
+            _abort(conn)
         if not listening and fault.mode is not FaultMode.REFUSE and self._started:
             listener = self._bind()
             with self._lock:
@@ -509,6 +514,14 @@ def _reset(conn: socket.socket) -> None:
         conn.close()
 
 
+def _abort(conn: socket.socket) -> None:
+    """Reset a connection another thread is serving: its recv() wakes, and its close sends RST."""
+    with contextlib.suppress(OSError):
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_RDWR)
+
+
 class _Session:
     """One accepted connection: reads under the current fault, answers status, prints."""
 
@@ -521,6 +534,7 @@ class _Session:
         self.held: deque[Event] = deque()
         self.held_bytes = 0
         self.received = 0
+        self.unread = b""  # bytes that arrived after a black-hole fault began: left unread
         conn.settimeout(_POLL)
 
     def run(self) -> None:
@@ -530,6 +544,10 @@ class _Session:
             fault = p.fault
             if fault.mode is FaultMode.BLACK_HOLE or self.held_bytes >= p.hold_limit:
                 p._stopping.wait(_POLL)
+                continue
+            if self.unread:
+                data, self.unread = self.unread, b""
+                self._handle(self.decoder.feed(data))
                 continue
             size = _RECV_SIZE
             if fault.mode is FaultMode.DROP_AFTER:
@@ -545,6 +563,10 @@ class _Session:
                 continue
             if not data:
                 break
+            if p.fault.mode is FaultMode.BLACK_HOLE:
+                # The fault began while recv() waited: a black hole must not answer this data.
+                self.unread += data
+                continue
             self.received += len(data)
             p._count(received=len(data))
             self._handle(self.decoder.feed(data))

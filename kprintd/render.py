@@ -264,7 +264,7 @@ def banners_for(ticket: TicketDocument, codepage: str = "CP437") -> list[Banner]
     if kind == "void":
         result.append(Banner("VOID", "CANCEL THESE ITEMS"))
     elif kind == "addition":
-        result.append(Banner("ADDITION", "ADD TO ORDER ALREADY IN KITCHEN"))
+        result.append(Banner("ADDITION", "ADD TO AN ORDER ALREADY SENT"))
     elif kind not in TICKET_TYPES:
         # An unknown type is shown rather than silently printed as a plain order.
         result.append(Banner(sanitize_text(kind, codepage).upper() or REPLACEMENT, "TICKET TYPE"))

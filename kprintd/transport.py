@@ -95,11 +95,13 @@ class PrinterConnection:
         try:
             answer = await asyncio.wait_for(self._reader.readexactly(4), timeout)
         except TimeoutError:
-            raise PrinterError(
-                "no_status_reply",
-                f"{self.address} did not answer a status request within {timeout:g} s",
-                may_have_printed=after_send,
-            ) from None
+            message = (
+                f"{self.address} did not confirm the ticket within {timeout:g} s "
+                "(it may have printed)"
+                if after_send
+                else f"{self.address} did not answer a status request within {timeout:g} s"
+            )
+            raise PrinterError("no_status_reply", message, may_have_printed=after_send) from None
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             raise PrinterError(
                 "connection_lost",

@@ -559,3 +559,37 @@ def test_command_line_emulator_writes_tickets_and_stops_on_sigterm(tmp_path: Pat
     assert proc.returncode == 0, err
     assert "=== kitchen ticket 1" in out
     assert "K I T C H E N" in out
+
+
+def test_refuse_also_drops_connections_that_were_already_open() -> None:
+    with (
+        EmulatedPrinter("k", host="127.0.0.1") as printer,
+        socket.create_connection(printer.address, timeout=2) as client,
+    ):
+        client.sendall(b"\x10\x04\x01")
+        assert len(client.recv(1)) == 1
+        printer.set_fault(FaultMode.REFUSE)
+        client.settimeout(2)
+        with contextlib.suppress(ConnectionResetError):
+            assert client.recv(1) == b""
+        with pytest.raises(OSError):
+            client.sendall(b"\x10\x04\x01")
+            client.sendall(b"\x10\x04\x01" * 1000)
+            client.recv(1)
+
+
+def test_black_hole_switched_on_mid_connection_answers_nothing_more() -> None:
+    with (
+        EmulatedPrinter("k", host="127.0.0.1") as printer,
+        socket.create_connection(printer.address, timeout=2) as client,
+    ):
+        client.sendall(b"\x10\x04\x01")
+        assert len(client.recv(1)) == 1
+        printer.set_fault(FaultMode.BLACK_HOLE)
+        client.sendall(b"\x10\x04\x01")
+        client.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            client.recv(1)
+        printer.set_fault(FaultMode.NONE)
+        client.settimeout(2)
+        assert len(client.recv(1)) == 1, "the held request is answered once it recovers"
