@@ -48,7 +48,10 @@ class Settings(BaseSettings):
     lease_s: float = Field(default=30.0, gt=0, le=3600)
     sweep_interval_s: float = Field(default=30.0, gt=0, le=3600)
     retry_base_delay_s: float = Field(default=2.0, gt=0, le=3600)
-    retry_max_delay_s: float = Field(default=60.0, gt=0, le=86400)
+    retry_max_delay_s: float = Field(default=30.0, gt=0, le=86400)
+    # A paper change or a printer power-cycle takes minutes; attempts that cannot have printed
+    # anything do not use up a ticket's retries for this long.
+    unreachable_grace_s: float = Field(default=900.0, ge=0, le=86400)
     breaker_failure_threshold: int = Field(default=1, ge=1, le=100)
     breaker_open_s: float = Field(default=15.0, gt=0, le=3600)
     shutdown_timeout_s: float = Field(default=10.0, gt=0, le=300)

@@ -13,7 +13,7 @@ import contextlib
 import random
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -39,9 +39,14 @@ CLAIM_BATCH = 16
 DB_RETRY_MAX_S = 10.0
 
 
-def retry_delay(settings: Settings, attempt: int) -> float:
-    """Exponential backoff with jitter, so a printer coming back is not hit by all at once."""
-    base = min(settings.retry_max_delay_s, settings.retry_base_delay_s * 2 ** max(attempt - 1, 0))
+def retry_delay(settings: Settings, attempt: int, waited_s: float = 0.0) -> float:
+    """Backoff with jitter, so a printer coming back is not hit by every ticket at once.
+
+    It grows with the attempt number and, for tickets whose attempts are given back while no
+    printer is reachable, with how long the ticket has been waiting.
+    """
+    exponential = settings.retry_base_delay_s * 2 ** max(attempt - 1, 0)
+    base = min(settings.retry_max_delay_s, max(exponential, waited_s / 2))
     jittered: float = base * random.uniform(0.8, 1.2)
     return round(jittered, 3)
 
@@ -365,14 +370,22 @@ class RouteWorker:
     def _failure(
         self, attempt: _Attempt, code: str, message: str, *, retryable: bool = True
     ) -> dict[str, Any]:
+        settings = self.dispatcher.settings
+        waited_s = 0.0
+        if attempt.document is not None:
+            waited_s = max(0.0, (datetime.now(UTC) - attempt.document.sent_at).total_seconds())
+        # Nothing reached paper, so this attempt risked no duplicate: within the grace period it
+        # is given back, and a station waiting for a paper roll does not fail its tickets.
+        refund = not attempt.may_have_printed and waited_s < settings.unreachable_grace_s
         return {
             "ticket_id": attempt.job.ticket_id,
             "outcome": "failed",
             "error_code": code,
             "error_message": message[:2000],
             "may_have_printed": attempt.may_have_printed,
-            "retry_delay_s": retry_delay(self.dispatcher.settings, attempt.job.attempt),
+            "retry_delay_s": retry_delay(settings, attempt.job.attempt, waited_s),
             "retryable": retryable,
+            "refund_attempt": retryable and refund,
         }
 
     async def _no_printer(self, attempts: list[_Attempt]) -> None:

@@ -235,6 +235,7 @@ DECLARE
     v_ticket    kitchen_kitchenticket%ROWTYPE;
     v_outcome   text;
     v_meta      jsonb;
+    v_refund    integer;
     v_saved     jsonb := kitchen_change_description();
 BEGIN
     -- Printers that refused, timed out or lied during these attempts, ticket printed or not.
@@ -292,6 +293,7 @@ BEGIN
             final_status := 'new';
 
         ELSIF v_outcome = 'failed' THEN
+            v_refund := CASE WHEN coalesce((r ->> 'refund_attempt')::boolean, false) THEN 1 ELSE 0 END;
             PERFORM kitchen_describe_change('print_failed', 'printer_service',
                                             (r ->> 'duration_ms')::integer, r ->> 'error_code',
                                             v_meta);
@@ -305,12 +307,14 @@ BEGIN
                                    OR coalesce((r ->> 'may_have_printed')::boolean, false),
                 claimed_by = NULL, lease_expires_at = NULL
             WHERE t.id = v_ticket.id;
-            IF v_ticket.print_attempts < v_ticket.max_retries
+            IF v_ticket.print_attempts - v_refund < v_ticket.max_retries
                AND coalesce((r ->> 'retryable')::boolean, true) THEN
                 PERFORM kitchen_describe_change('retry', 'printer_service', NULL, r ->> 'error_code',
-                    v_meta || jsonb_build_object('retry_in_s', (r ->> 'retry_delay_s')::numeric));
+                    v_meta || jsonb_build_object('retry_in_s', (r ->> 'retry_delay_s')::numeric,
+                                                 'attempt_given_back', v_refund = 1));
                 UPDATE kitchen_kitchenticket t
                 SET status = 'new',
+                    print_attempts = t.print_attempts - v_refund,
                     next_attempt_at = now()
                         + make_interval(secs => coalesce((r ->> 'retry_delay_s')::double precision, 0))
                 WHERE t.id = v_ticket.id;
@@ -342,8 +346,9 @@ $$;
 COMMENT ON FUNCTION kitchen_finish_print_jobs(text, jsonb, jsonb) IS
     'Record what happened to tickets p_daemon claimed. p_results: [{ticket_id, outcome: printed | '
     'failed | released, printer_id, printer_name, printer_ip, duration_ms, bytes, error_code, '
-    'error_message, may_have_printed, retryable, retry_delay_s}]. A failed ticket with attempts left '
-    'goes back to new after retry_delay_s; otherwise it stays failed and an alert is raised. '
+    'error_message, may_have_printed, retryable, retry_delay_s, refund_attempt}]. A failed ticket '
+    'with attempts left goes back to new after retry_delay_s (refund_attempt: the attempt could not '
+    'have printed anything and is not counted); otherwise it stays failed and an alert is raised. '
     'p_printer_failures: [{printer_id, error_message}] counts failures against printers. Tickets '
     'no longer held by p_daemon are left alone (recorded = false).';
 

@@ -237,7 +237,7 @@ def test_backoff_then_failed_with_an_alert(database_url: str, restaurant: Restau
     restaurant.printer("kitchen", fault=FaultMode.REFUSE)
     with psycopg.connect(database_url, autocommit=True) as listener:
         listener.execute("LISTEN kitchen_alert")
-        with running_daemon(database_url):
+        with running_daemon(database_url, unreachable_grace_s=0):
             (ticket_id,) = restaurant.send("kitchen", max_retries=3)
             wait_until(lambda: ticket(database_url, ticket_id)["status"] == "failed", timeout=20)
         alerts = [json.loads(n.payload) for n in listener.notifies(timeout=0.5)]
@@ -482,3 +482,29 @@ def test_checker_ticket_marks_voided_items(database_url: str, restaurant: Restau
     assert "V O I D   1 x" not in first
     assert "V O I D   1 x" in second
     assert "V O I D   1 x" in kitchen.tickets()[1].text
+
+
+def test_a_station_out_of_paper_keeps_its_tickets_until_the_roll_is_changed(
+    database_url: str, restaurant: Restaurant
+) -> None:
+    bar = restaurant.printer("bar")
+    bar.set_paper(PaperState.OUT)
+    with running_daemon(database_url):
+        (ticket_id,) = restaurant.send("bar", max_retries=2)
+        wait_until(
+            lambda: log_actions(database_url, ticket_id).count("print_failed") >= 4,
+            what="more failed attempts than max_retries",
+        )
+        assert ticket(database_url, ticket_id)["status"] in ("new", "printing")
+        bar.set_paper(PaperState.OK)
+        wait_until(lambda: ticket(database_url, ticket_id)["status"] == "printed")
+    (received,) = bar.tickets()
+    assert not has_retry_banner(received.text), "nothing was printed before: no duplicate"
+    given_back = query(
+        database_url,
+        "SELECT count(*) AS n FROM kitchen_kitchenticketlog WHERE ticket_id = %s"
+        " AND action = 'retry' AND (metadata->>'attempt_given_back')::boolean",
+        (ticket_id,),
+    )[0]["n"]
+    assert given_back >= 4
+    assert ticket(database_url, ticket_id)["print_attempts"] == 1

@@ -108,6 +108,13 @@ def test_retry_delay_grows_and_is_capped(attempt: int) -> None:
     assert 0.8 * expected - 0.001 <= delay <= 1.2 * expected + 0.001
 
 
+def test_retry_delay_grows_with_waiting_when_attempts_are_given_back() -> None:
+    config = Settings(database_url="postgresql:///x", retry_base_delay_s=2, retry_max_delay_s=30)
+    assert retry_delay(config, 1, waited_s=0) <= 2.4
+    assert 0.8 * 10 <= retry_delay(config, 1, waited_s=20) <= 1.2 * 10
+    assert retry_delay(config, 1, waited_s=600) <= 1.2 * 30
+
+
 def test_route_from_payload_reads_the_trigger_payload_and_rejects_junk() -> None:
     brand = uuid.uuid4()
     route = route_from_payload(
