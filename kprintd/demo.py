@@ -581,8 +581,8 @@ class Service:
         )
         wrapped(
             "  ",
-            "(A ticket gets 3 attempts by default, its max_retries; after the last one it is marked"
-            " failed and a critical alert goes out.)",
+            "(Attempts that cannot have printed anything do not use up the ticket's max_retries for"
+            " 15 minutes, KPRINTD_UNREACHABLE_GRACE_S, so a paper change never fails a ticket.)",
             indent=3,
         )
         self.pause(0.5)
