@@ -60,6 +60,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return daemon.run(_settings(args))
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    from kprintd import monitor
+
+    return monitor.status(_settings(args), args.json)
+
+
+def _cmd_alerts(args: argparse.Namespace) -> int:
+    from kprintd import monitor
+
+    return monitor.alerts(_settings(args), args.json, args.count, args.timeout)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kprintd", description="Kitchen printer daemon: the database is the API."
@@ -77,6 +103,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     run_parser = commands.add_parser("run", help="run the printer daemon (what systemd starts)")
     run_parser.set_defaults(handler=_cmd_run)
+
+    status_parser = commands.add_parser(
+        "status",
+        help="one screen: printers, queues, failed and stuck tickets, daemons"
+        " (exit 1: needs attention, 2: database unreachable)",
+    )
+    status_parser.add_argument("--json", action="store_true", help="the report as JSON")
+    status_parser.set_defaults(handler=_cmd_status)
+
+    alerts_parser = commands.add_parser(
+        "alerts", help="print alerts (NOTIFY kitchen_alert) as they come, until Ctrl-C"
+    )
+    alerts_parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    alerts_parser.add_argument(
+        "--count", type=_positive_int, metavar="N", help="exit after N alerts"
+    )
+    alerts_parser.add_argument(
+        "--timeout",
+        type=_positive_float,
+        metavar="S",
+        help="exit after S seconds (exit 1 if --count alerts did not come by then)",
+    )
+    alerts_parser.set_defaults(handler=_cmd_alerts)
 
     # Listed for --help only: main() hands `kprintd emulator ...` to the emulator's own parser.
     commands.add_parser("emulator", help="run emulated ESC/POS network printers on loopback")

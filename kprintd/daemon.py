@@ -21,6 +21,7 @@ import structlog
 from kprintd.config import Settings
 from kprintd.db import TICKET_CHANNEL, Database, RouteKey, create_pool, in_scope, open_listener
 from kprintd.dispatch import Dispatcher
+from kprintd.health import HealthMonitor
 from kprintd.sdnotify import SystemdNotifier, watchdog_interval_s
 
 log = structlog.get_logger("kprintd.daemon")
@@ -54,6 +55,7 @@ class Daemon:
         self.pool = create_pool(settings, max_size=10)
         self.db = Database(self.pool, settings)
         self.dispatcher = Dispatcher(settings, self.db)
+        self.health = HealthMonitor(settings, self.pool, self.dispatcher)
         self.stop_requested = asyncio.Event()
         self.ready = asyncio.Event()
         self._db_reachable: bool | None = None
@@ -154,6 +156,7 @@ class Daemon:
         tasks = [
             asyncio.create_task(self._listen_forever(), name="listener"),
             asyncio.create_task(self._sweep_forever(), name="sweep"),
+            asyncio.create_task(self.health.run(self.stop_requested), name="health"),
         ]
         interval = watchdog_interval_s()
         if interval:
@@ -164,6 +167,7 @@ class Daemon:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.health.stopped()
         await self.pool.close()
         log.info("stopped", printed=self.dispatcher.tickets_printed)
         return 0
