@@ -9,11 +9,13 @@ rows past their retention in small batches (sql/0020_printer_health.sql).
 It also owns what the daemon announces about printers and stations. The circuit breakers of
 Dispatcher.board are the one shared record of "is this printer down": a check that says a printer
 cannot print trips its breaker (routing then skips it for its backup until a check or a probe says
-it is back), a check that says it can print closes it. Whoever opens a breaker announces
-printer_down and whoever closes it printer_recovered (the dispatcher does so for print failures
-and successes), so a change is announced once whichever side saw it first. This module adds why a
-printer is down (offline, cover open, paper out, error), paper running low, and stations left
-without a working printer; each change raises one alert on kitchen_alert, never one per check.
+it is back); a check that says it can print closes it, unless the printer failed in a way a status
+check cannot disprove (it lost ticket data while answering its status: a probe ticket decides).
+Whoever opens a breaker announces printer_down and whoever closes it printer_recovered (the
+dispatcher does so for print failures and successes), so a change is announced once, whichever
+side saw it first. This module adds why a printer is down (offline, cover open, paper out, error),
+paper running low, and stations left without a working printer; each change raises one alert on
+kitchen_alert, never one per check.
 """
 
 from __future__ import annotations
@@ -53,9 +55,13 @@ DOWN_STATES = frozenset({"offline", "cover_open", "paper_out", "error"})
 # A printer the dispatcher announced down (printer_down) after a failed print, reason unknown here.
 DOWN_BY_PRINTING = "down"
 
+# Print failures a good status check does not disprove: the printer answers its status but lost
+# or swallowed ticket data. Only a probe (one real ticket, half-open breaker) can clear them.
+PRINT_ONLY_ERRORS = frozenset({"send_timeout", "connection_lost", "no_status_reply"})
+
 PRUNE_BATCH = 1000
-STOP_STAMP_TIMEOUT_S = 2.0
 PRUNE_BATCHES_PER_ROUND = 10
+STOP_STAMP_TIMEOUT_S = 2.0
 
 _PAPER = {PaperState.OK: "ok", PaperState.NEAR_END: "low", PaperState.OUT: "out"}
 
@@ -338,6 +344,8 @@ class HealthMonitor:
     async def check_round(self) -> None:
         """Check every printer once, record the rows, then update routing and announce changes."""
         targets = await self.store.targets()
+        if not targets:
+            return
         addresses = sorted({t.address for t in targets}, key=str)
         results = await asyncio.gather(
             *(self._check(address) for address in addresses), return_exceptions=True
@@ -370,7 +378,11 @@ class HealthMonitor:
         breaker = self.dispatcher.board.breaker(target.printer_id)
         previous = reconcile(self._announced.get(target.printer_id), breaker)
         if state in DOWN_STATES:
-            trip(breaker, seen.error_code or state)
+            # The breaker remembers why it opened: the state a check found, or the dispatcher's
+            # printer error code.
+            trip(breaker, state)
+        elif breaker.last_error in PRINT_ONLY_ERRORS:
+            return
         else:
             breaker.record_success()
         self._announced[target.printer_id] = state
@@ -394,9 +406,6 @@ class HealthMonitor:
         else:
             severity = "info"
             message = f"Printer '{name}' for {station} is ready again."
-        log.warning(
-            "printer state changed", printer=name, station=station, state=state, previous=previous
-        )
         await self._alert(
             kind,
             severity,
@@ -430,17 +439,15 @@ class HealthMonitor:
             if not working and key not in self._stations_down:
                 self._stations_down.add(key)
                 names = ", ".join(f"'{p.printer_name}'" for p in printers)
-                log.error("station has no working printer", station=key.station)
                 await self._alert(
                     "station_unroutable",
                     "critical",
-                    f"Station '{key.station}' has no working printer ({names}): its tickets wait "
-                    "and fail after their retries until one is back.",
+                    f"Station '{key.station}' has no working printer ({names}): its tickets "
+                    "cannot print until one is back.",
                     details | {"reason": "all_printers_down"},
                 )
             elif working and key in self._stations_down:
                 self._stations_down.discard(key)
-                log.info("station can print again", station=key.station)
                 await self._alert(
                     "station_recovered",
                     "info",
@@ -449,7 +456,10 @@ class HealthMonitor:
                 )
 
     async def _alert(self, kind: str, severity: str, message: str, details: dict[str, Any]) -> None:
-        """One alert on kitchen_alert; losing an alert must never stop the monitor."""
+        """One alert on kitchen_alert, logged like the dispatcher's; losing one must never stop
+        the monitor."""
+        emit = log.info if severity == "info" else log.warning
+        emit("alert", alert=kind, severity=severity, station=details["station"], message=message)
         try:
             await self.dispatcher.db.raise_alert(kind, severity, message, details)
         except psycopg.Error as exc:

@@ -32,6 +32,7 @@ EXIT_UNREACHABLE = 2
 EXIT_TIMED_OUT = 1  # kprintd alerts: --timeout ended before --count alerts came
 
 CONNECT_TIMEOUT_S = 5
+STATEMENT_TIMEOUT_MS = 10_000
 RECONNECT_MAX_S = 10.0
 POLL_S = 0.5
 # Printer states that stop printing (kitchen_printer_state()); shown in capitals.
@@ -55,6 +56,8 @@ def fetch_report(settings: Settings) -> dict[str, Any]:
         autocommit=True,
         connect_timeout=CONNECT_TIMEOUT_S,
         application_name="kprintd-status",
+        # A check run by cron or Nagios must answer, not hang behind a lock.
+        options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
     ) as conn:
         row = conn.execute("SELECT kitchen_status_report(%s, %s)", (brand_ids, store_id)).fetchone()
     assert row is not None

@@ -96,9 +96,13 @@ BEGIN
                    'no kprintd daemon is running for these printers: nothing prints') AS item
          WHERE NOT v_live
         UNION ALL
-        SELECT 2, jsonb_build_object('kind', 'printer', 'printer_id', p ->> 'printer_id', 'message',
-                   format('printer %s (%s, %s) is %s%s', p ->> 'printer_name', p ->> 'station',
-                          p ->> 'address', replace(p ->> 'state', '_', ' '),
+        SELECT 2, jsonb_build_object('kind', 'printer', 'printer_id', p -> 'printer_id', 'message',
+                   format('printer %s (%s, %s) %s%s', p ->> 'printer_name', p ->> 'station',
+                          p ->> 'address',
+                          CASE p ->> 'state' WHEN 'offline' THEN 'is offline'
+                                             WHEN 'cover_open' THEN 'has its cover open'
+                                             WHEN 'paper_out' THEN 'is out of paper'
+                                             ELSE 'reports an error' END,
                           coalesce(': ' || (p ->> 'error_message'), '')))
           FROM jsonb_array_elements(v_printers) p
          WHERE p ->> 'state' IN ('offline', 'cover_open', 'paper_out', 'error')

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from kprintd.emulator import FaultMode
+from kprintd.emulator import Fault, FaultMode
 from kprintd.health import (
     DOWN_BY_PRINTING,
     HealthTarget,
@@ -187,6 +187,29 @@ def test_routing_skips_a_printer_whose_check_failed_until_a_check_says_it_is_bac
     assert failed_prints == 0, "no ticket was ever sent to the primary while its cover was open"
     assert len(primary.tickets()) == 1
     assert ticket_id_of(primary.tickets()[0].text) == third
+
+
+def test_a_printer_that_loses_ticket_data_stays_skipped_while_its_checks_pass(
+    database_url: str, restaurant: Restaurant, alerts: psycopg.Connection[Any]
+) -> None:
+    restaurant.printer("kitchen", 1, name="primary", fault=Fault.drop_after_bytes(40))
+    backup = restaurant.printer("kitchen", 2, name="backup")
+    with running_daemon(database_url, health_interval_s=FAST_HEALTH):
+        restaurant.send("kitchen")
+        wait_until(lambda: all_settled(database_url))
+        seen = len(wait_for_checks(database_url, "primary", 1))
+        checks_after(database_url, "primary", seen, 3)
+        restaurant.send("kitchen")
+        wait_until(lambda: all_settled(database_url))
+        kinds = [(a["type"], a["printer"]) for a in received_alerts(alerts)]
+    assert {c["error_code"] for c in checks(database_url, "primary")} == {None}, "checks pass"
+    assert len(backup.tickets()) == 2
+    failed_prints = query(
+        database_url,
+        "SELECT failed_prints FROM kitchen_stationprinter WHERE printer_name = 'primary'",
+    )[0]["failed_prints"]
+    assert failed_prints == 1, "after losing one ticket it was not tried again"
+    assert kinds == [("printer_down", "primary")], "no 'recovered' from a passing check"
 
 
 # --- Alerts ---------------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ def test_status_needs_attention_exits_1_and_says_why(
     assert result.returncode == 1
     attention = result.stdout.split("NEEDS ATTENTION", 1)[1]
     assert "no kprintd daemon is running" in attention, "the daemon stopped"
-    assert "printer Bar (bar, " in attention and "paper out" in attention
+    assert "printer Bar (bar, " in attention and "is out of paper" in attention
     assert "1 ticket(s) failed in the last 24 h" in attention
     assert f"#{ticket_id} bar" in result.stdout
 

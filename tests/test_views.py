@@ -616,7 +616,8 @@ def test_status_report_says_what_needs_attention(seed: Seed) -> None:
         "stuck_tickets",
     ]
     messages = [a["message"] for a in r["attention"]]
-    assert messages[1] == "printer main (kitchen, 10.0.0.1:9100) is paper out"
+    assert messages[1] == "printer main (kitchen, 10.0.0.1:9100) is out of paper"
+    assert r["attention"][1]["printer_id"] == main
     assert messages[2].startswith("1 ticket(s) failed in the last 24 h")
     assert [d["state"] for d in r["daemons"]] == ["stale"]
     assert r["failed_24h"] == 1
