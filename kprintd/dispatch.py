@@ -14,6 +14,7 @@ import random
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -36,6 +37,7 @@ log = structlog.get_logger("kprintd.dispatch")
 # Tickets claimed per round trip. Large enough to clear a burst quickly, small enough that a
 # printer failing mid-batch only sends a handful of tickets to the backup with a RETRY banner.
 CLAIM_BATCH = 16
+DEFAULT_CODEPAGE = "CP437"
 DB_RETRY_MAX_S = 10.0
 
 
@@ -82,16 +84,27 @@ def ticket_from_document(document: dict[str, Any]) -> TicketDocument:
 
 
 def layout_for(printer: RoutePrinter) -> PrintLayout:
-    return PrintLayout(
+    """The printer's layout; a template naming an unknown codepage falls back to CP437.
+
+    A typo in kitchen_printtemplate must cost accents on paper, never the station's tickets.
+    """
+    layout = partial(
+        PrintLayout,
         chars_per_line=printer.chars_per_line,
         paper_width_mm=printer.paper_width_mm,
         buzzer=printer.buzzer,
         copies=printer.copies,
         large_item_font=printer.large_item_font,
         header_line=printer.header_line,
-        codepage=printer.codepage,
         cut=printer.cut_mode,
     )
+    try:
+        return layout(codepage=printer.codepage)
+    except ValueError as exc:
+        log.warning(
+            "unusable print template; using CP437", printer=printer.printer_name, error=str(exc)
+        )
+        return layout(codepage=DEFAULT_CODEPAGE)
 
 
 @dataclass

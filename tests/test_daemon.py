@@ -508,3 +508,33 @@ def test_a_station_out_of_paper_keeps_its_tickets_until_the_roll_is_changed(
     )[0]["n"]
     assert given_back >= 4
     assert ticket(database_url, ticket_id)["print_attempts"] == 1
+
+
+def test_print_template_of_the_station_shapes_the_ticket(
+    database_url: str, restaurant: Restaurant
+) -> None:
+    dessert = restaurant.printer("dessert")
+    kitchen = restaurant.printer("kitchen")
+    query(
+        database_url,
+        "INSERT INTO kitchen_printtemplate (brand_id, station_code, header_line, buzzer, copies,"
+        " cut_mode) VALUES (%s, 'dessert', 'Warung Test - Dessert', true, 2, 'full')",
+        (restaurant.brand_id,),
+    )
+    query(
+        database_url,
+        "INSERT INTO kitchen_printtemplate (brand_id, station_code, codepage)"
+        " VALUES (%s, 'kitchen', 'no-such-codepage')",
+        (restaurant.brand_id,),
+    )
+    with running_daemon(database_url):
+        restaurant.send("dessert", "kitchen")
+        wait_until(lambda: len(dessert.tickets()) == 2 and len(kitchen.tickets()) == 1)
+    first, second = dessert.tickets()
+    assert first.text == second.text, "two identical copies"
+    assert "Warung Test - Dessert" in first.text
+    assert first.cut == "full"
+    assert b"\x1bB" in first.raw or b"\x1b(A" in first.raw, "the buzzer sounds"
+    (plain,) = kitchen.tickets()
+    assert plain.cut == "partial" and "Warung Test" not in plain.text
+    assert b"\x1bB" not in plain.raw and b"\x1b(A" not in plain.raw
