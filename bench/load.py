@@ -1,0 +1,154 @@
+"""The POS side of the benchmark and the stopwatch at the printers.
+
+Owns generating load exactly as a POS does (a bill, its items, `kitchen_create_tickets(bill)`,
+COMMIT), noting the moment each COMMIT returned, and collecting the moment each ticket's cut
+reached its emulated printer. Both times are time.monotonic() (see bench.printers), so they
+compare directly.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import psycopg
+
+from bench.printers import Cut
+from bench.stack import Restaurant
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A ticket the POS created, and when its transaction's COMMIT returned."""
+
+    ticket_id: int
+    station: str
+    committed_at: float  # time.monotonic()
+    measured: bool  # False during the warm-up
+
+
+class CutRecorder:
+    """Every cut reported by the printers (`record` is called from their reader threads)."""
+
+    def __init__(self) -> None:
+        self._cuts: list[Cut] = []
+        self._changed = threading.Condition()
+
+    def record(self, cut: Cut) -> None:
+        with self._changed:
+            self._cuts.append(cut)
+            self._changed.notify_all()
+
+    def cuts(self) -> list[Cut]:
+        with self._changed:
+            return list(self._cuts)
+
+    def wait_for_tickets(self, ticket_ids: set[int], timeout: float) -> bool:
+        """Wait until every one of `ticket_ids` was cut; False if the timeout came first."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                seen = {cut.ticket_id for cut in self._cuts}
+                if ticket_ids <= seen:
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(min(remaining, 0.5))
+
+    def wait_for_count(self, count: int, timeout: float) -> bool:
+        """Wait until at least `count` cuts arrived; False if the timeout came first."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while len(self._cuts) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(min(remaining, 0.5))
+            return True
+
+
+class Pos:
+    """A POS terminal: one connection, one transaction per send to the kitchen."""
+
+    def __init__(self, restaurant: Restaurant) -> None:
+        self.restaurant = restaurant
+        self.conn = psycopg.connect(restaurant.conninfo, application_name="bench-pos")
+        self._bills = 0
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def send(self, station: str) -> tuple[list[int], float]:
+        """A bill with one item for `station`, sent to the kitchen; (ticket ids, commit time)."""
+        self._bills += 1
+        with self.conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO pos_bill (brand_id, bill_number, table_number)"
+                " VALUES (%s, %s, %s) RETURNING id",
+                (self.restaurant.brand_id, f"B{self._bills}", str(self._bills % 40 + 1)),
+            )
+            bill = cur.fetchone()
+            assert bill is not None
+            cur.execute(
+                "INSERT INTO pos_billitem (bill_id, product_id, quantity) VALUES (%s, %s, 1)",
+                (bill[0], self.restaurant.products[station]),
+            )
+            cur.execute("SELECT id FROM kitchen_create_tickets(%s)", (bill[0],))
+            ids = [row[0] for row in cur.fetchall()]
+        self.conn.commit()
+        return ids, time.monotonic()
+
+    def burst(self, bills: int, stations: Sequence[str]) -> list[int]:
+        """`bills` bills with one item per station, all sent in ONE transaction; the ticket ids.
+
+        The tickets become visible, and their NOTIFYs are delivered, at the caller's commit.
+        """
+        products = [self.restaurant.products[s] for s in stations]
+        with self.conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO pos_bill (brand_id, bill_number, table_number)"
+                " SELECT %s, 'BURST-' || g, (g %% 40 + 1)::text FROM generate_series(1, %s) g"
+                " RETURNING id",
+                (self.restaurant.brand_id, bills),
+            )
+            bill_ids = [row[0] for row in cur.fetchall()]
+            cur.execute(
+                "INSERT INTO pos_billitem (bill_id, product_id, quantity)"
+                " SELECT b, p, 1 FROM unnest(%s::bigint[]) b, unnest(%s::uuid[]) p",
+                (bill_ids, products),
+            )
+            cur.execute(
+                "SELECT t.id FROM unnest(%s::bigint[]) b, kitchen_create_tickets(b) t",
+                (bill_ids,),
+            )
+            return [row[0] for row in cur.fetchall()]
+
+    def commit(self) -> float:
+        self.conn.commit()
+        return time.monotonic()
+
+
+def steady_load(
+    pos: Pos, stations: Sequence[str], rate: float, warmup_s: float, measure_s: float
+) -> list[Sent]:
+    """One single-item bill every 1/rate s, rotating over `stations`, on an absolute schedule.
+
+    The first `warmup_s` seconds are sent the same way but marked not measured: printer
+    connections are opened then, as they would be long before a busy evening starts.
+    """
+    interval = 1.0 / rate
+    total = round((warmup_s + measure_s) * rate)
+    warmup = round(warmup_s * rate)
+    sent: list[Sent] = []
+    start = time.monotonic()
+    for n in range(total):
+        delay = start + n * interval - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        station = stations[n % len(stations)]
+        ids, committed_at = pos.send(station)
+        sent.extend(Sent(i, station, committed_at, n >= warmup) for i in ids)
+    return sent

@@ -1,0 +1,260 @@
+"""Printers on loopback for the benchmark, in child processes that report every cut.
+
+Owns two kinds of printer, both on their own loopback address at port 9100 and both answering
+the DLE EOT status requests kprintd sends before and after each job:
+
+* "emulator": the project's EmulatedPrinter, unchanged, one child process per printer (ten in one
+  Python process would serialize on its GIL, and the benchmark would measure that queue). It
+  decodes every ticket onto paper, which costs it more CPU per ticket than kprintd spends.
+* "lean": one asyncio child for all printers that only tokenizes the stream (kprintd's own
+  StreamDecoder), answers status and notes each cut. It exists so that a burst measures kprintd
+  and PostgreSQL rather than the emulators, which share the same two cores.
+
+Each cut comes back as a line "<printer index> <ticket id> <received_at>" on the child's stdout;
+the ticket id is read from the footer every ticket carries ("Ticket #<id>"). received_at is
+time.monotonic() in the child: on Linux that is the one system-wide CLOCK_MONOTONIC, so it
+compares directly with the POS's commit times in the parent.
+
+`python -m bench.printers KIND NAME@HOST@FAULT...` is the child's entry point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import errno
+import itertools
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from kprintd.emulator import EmulatedPrinter, Fault, ReceivedTicket
+from kprintd.escpos_decode import Command, StreamDecoder, Text
+from kprintd.printer_status import PrinterState, build_status_response
+
+Kind = Literal["emulator", "lean"]
+PRINTER_PORT = 9100
+PR_SET_PDEATHSIG = 1
+TICKET_FOOTER = re.compile(r"Ticket #(\d+)")
+CUT_COMMANDS = frozenset({"GS V", "ESC i", "ESC m"})
+EXIT_ADDRESS_IN_USE = 3
+
+# One loopback address per printer, in a block the test suite does not use; an address another
+# run holds is skipped.
+_addresses = (f"127.77.{a}.{b}" for a, b in itertools.product(range(256), range(2, 255)))
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A ticket's cut command arriving at a printer."""
+
+    ticket_id: int  # -1 when the paper carries no "Ticket #<id>" footer
+    printer: str
+    received_at: float  # time.monotonic()
+
+
+@dataclass
+class Printer:
+    """What the restaurant's kitchen_stationprinter row needs to know."""
+
+    name: str
+    fault: str = "none"
+    host: str = ""
+    port: int = PRINTER_PORT
+
+
+def die_with_parent() -> None:
+    """In a child before exec: SIGTERM it when the benchmark dies, however it dies."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class PrinterProcess:
+    """The parent's handle on one child serving `printers`; `on_cut` runs on a reader thread."""
+
+    def __init__(self, kind: Kind, printers: list[Printer], on_cut: Callable[[Cut], None]) -> None:
+        self.kind = kind
+        self.printers = printers
+        self._on_cut = on_cut
+        self.process: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
+
+    def launch(self) -> None:
+        """Start the child on fresh loopback addresses; `wait_ready` confirms it listens."""
+        for printer in self.printers:
+            printer.host = next(_addresses, "")
+            if not printer.host:
+                raise RuntimeError("no free loopback address left for an emulated printer")
+        specs = [f"{p.name}@{p.host}@{p.fault}" for p in self.printers]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.printers", self.kind, *specs],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+
+    def wait_ready(self) -> None:
+        """Return once every printer listens, moving to other addresses while some are taken."""
+        while True:
+            assert self.process is not None and self.process.stdout is not None
+            if self.process.stdout.readline().strip() == "ready":
+                break
+            if self.process.wait(10) != EXIT_ADDRESS_IN_USE:
+                names = ", ".join(p.name for p in self.printers)
+                raise RuntimeError(f"printer(s) {names} exited with {self.process.returncode}")
+            self.launch()
+        self._reader = threading.Thread(target=self._read, name="printer-cuts", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            index, ticket_id, received_at = line.split()
+            self._on_cut(Cut(int(ticket_id), self.printers[int(index)].name, float(received_at)))
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "printer not started"
+        return self.process.pid
+
+    def request_stop(self) -> None:
+        """Close its stdin: the child stops its printers and exits."""
+        if self.process is not None and self.process.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
+
+    def stop(self) -> None:
+        """Stop the child and collect every cut it reported."""
+        if self.process is None:
+            return
+        self.request_stop()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+        if self._reader is not None:
+            self._reader.join(10)
+
+
+def launch_printers(
+    stack: contextlib.ExitStack, kind: Kind, printers: list[Printer], on_cut: Callable[[Cut], None]
+) -> list[PrinterProcess]:
+    """Launch the children (one per emulator, one for all lean printers); `stack` stops them.
+
+    Call `wait_ready` on each before use.
+    """
+    groups = [[p] for p in printers] if kind == "emulator" else [printers]
+    processes = [PrinterProcess(kind, group, on_cut) for group in groups]
+    for process in processes:
+        stack.callback(process.stop)
+        process.launch()
+    return processes
+
+
+# --------------------------------------------------------------------------- the child
+
+
+class _Reporter:
+    """Writes cut lines to stdout, from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def cut(self, index: int, ticket_id: str, received_at: float) -> None:
+        with self._lock:
+            sys.stdout.write(f"{index} {ticket_id} {received_at!r}\n")
+            sys.stdout.flush()
+
+
+def _serve_emulators(specs: Sequence[tuple[str, str, str]], reporter: _Reporter) -> None:
+    printers: list[EmulatedPrinter] = []
+
+    def listener(index: int) -> Callable[[ReceivedTicket], None]:
+        def report(ticket: ReceivedTicket) -> None:
+            match = TICKET_FOOTER.search(ticket.text)
+            reporter.cut(index, match[1] if match else "-1", ticket.received_at)
+
+        return report
+
+    try:
+        for index, (name, host, fault) in enumerate(specs):
+            printer = EmulatedPrinter(name, host=host, port=PRINTER_PORT, fault=Fault.parse(fault))
+            printer.add_listener(listener(index))
+            printer.start()
+            printers.append(printer)
+        print("ready", flush=True)
+        sys.stdin.read()  # until the parent closes our stdin (or dies)
+    finally:
+        for printer in printers:
+            printer.stop()
+
+
+async def _serve_lean(specs: Sequence[tuple[str, str, str]], reporter: _Reporter) -> None:
+    state = PrinterState()
+    footer = re.compile(TICKET_FOOTER.pattern.encode())
+
+    def handler(index: int) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], object]:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            decoder = StreamDecoder()
+            text: list[bytes] = []
+            while data := await reader.read(65536):
+                for event in decoder.feed(data):
+                    if isinstance(event, Text):
+                        text.append(event.raw)
+                    elif isinstance(event, Command) and event.name == "DLE EOT":
+                        writer.write(build_status_response(event.params[0], state))
+                    elif isinstance(event, Command) and event.name in CUT_COMMANDS:
+                        received_at = time.monotonic()
+                        match = footer.search(b"".join(text))
+                        text.clear()
+                        reporter.cut(index, match[1].decode() if match else "-1", received_at)
+            writer.close()
+
+        return serve
+
+    servers = [
+        await asyncio.start_server(handler(index), host, PRINTER_PORT)
+        for index, (_, host, _) in enumerate(specs)
+    ]
+    try:
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    finally:
+        for server in servers:
+            server.close()
+
+
+def _spec(text: str) -> tuple[str, str, str]:
+    name, host, fault = text.split("@")
+    return name, host, fault
+
+
+def main(argv: list[str]) -> int:
+    kind, specs = argv[0], [_spec(text) for text in argv[1:]]
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    reporter = _Reporter()
+    try:
+        if kind == "emulator":
+            _serve_emulators(specs, reporter)
+        else:
+            asyncio.run(_serve_lean(specs, reporter))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return EXIT_ADDRESS_IN_USE
+        raise
+    except (KeyboardInterrupt, BrokenPipeError):
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

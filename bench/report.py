@@ -1,0 +1,224 @@
+"""Turning scenario results into verdicts, a table for people and a JSON file for tools.
+
+Owns the targets (and so what PASS means), the printed table and the layout of
+bench/results/latest.json. A missed target is a MISS in the report, never an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.machine import Machine
+from bench.scenarios import CpuUse, IsolationResult, LatencyResult, ThroughputResult
+
+LATENCY_P50_MAX_MS = 2.0
+LATENCY_P99_MAX_MS = 10.0
+THROUGHPUT_MIN_PER_S = 1_500.0
+ISOLATION_P99_MAX_RATIO = 2.0
+
+
+@dataclass(frozen=True)
+class Check:
+    figure: str
+    measured: str
+    target: str
+    passed: bool | None  # None: a figure without a target
+
+    @property
+    def verdict(self) -> str:
+        return "" if self.passed is None else ("PASS" if self.passed else "MISS")
+
+
+@dataclass
+class Results:
+    mode: str
+    started_at: str
+    machine: Machine
+    sizes: dict[str, Any]
+    latency: LatencyResult | None = None
+    isolation: IsolationResult | None = None
+    throughput: ThroughputResult | None = None  # lean printers: the figure with the target
+    emulator_throughput: ThroughputResult | None = None  # the same burst into full emulators
+    runtime_s: float = math.nan
+
+
+def _ms(value: float) -> str:
+    return "lost" if math.isinf(value) else f"{value:.2f} ms"
+
+
+def _mib(kib: int) -> str:
+    return f"{kib / 1024:.1f} MiB"
+
+
+def checks(results: Results) -> list[Check]:
+    out: list[Check] = []
+    if results.latency is not None:
+        lat = results.latency.latency
+        out += [
+            Check("latency p50 (COMMIT -> cut)", _ms(lat.p50_ms), "<= 2 ms",
+                  lat.p50_ms <= LATENCY_P50_MAX_MS),
+            Check("latency p99", _ms(lat.p99_ms), "<= 10 ms", lat.p99_ms <= LATENCY_P99_MAX_MS),
+            Check("latency max", _ms(lat.max_ms), "", None),
+        ]  # fmt: skip
+        if lat.lost:
+            out.append(Check("latency: tickets never printed", str(lat.lost), "0", False))
+    if results.throughput is not None:
+        tp = results.throughput
+        out.append(
+            Check(
+                f"throughput, {tp.tickets:,} tickets on {tp.printers} lean printers",
+                f"{tp.tickets_per_s:,.0f} tickets/s",
+                f">= {THROUGHPUT_MIN_PER_S:,.0f}/s",
+                tp.tickets_per_s >= THROUGHPUT_MIN_PER_S,
+            )
+        )
+    if results.emulator_throughput is not None:
+        tp = results.emulator_throughput
+        out.append(
+            Check(
+                f"  the same burst on {tp.printers} full emulators",
+                f"{tp.tickets_per_s:,.0f} tickets/s",
+                "",
+                None,
+            )
+        )
+    for tp in (results.throughput, results.emulator_throughput):
+        if tp is not None and (tp.printed != tp.tickets or tp.duplicates):
+            out.append(
+                Check(
+                    f"burst ({tp.printer_kind} printers): printed exactly once",
+                    f"{tp.printed:,} of {tp.tickets:,}, {tp.duplicates} duplicates",
+                    "all, 0 duplicates",
+                    False,
+                )
+            )
+    if results.isolation is not None:
+        iso = results.isolation.healthy.latency
+        out.append(
+            Check(
+                f"isolation p99 (other stations, '{results.isolation.black_hole_station}' "
+                "black-holed)",
+                _ms(iso.p99_ms),
+                "",
+                None,
+            )
+        )
+        if iso.lost:
+            out.append(Check("isolation: tickets never printed", str(iso.lost), "0", False))
+        if results.latency is not None:
+            ratio = iso.p99_ms / results.latency.latency.p99_ms
+            out.append(
+                Check(
+                    "isolation p99 / latency p99",
+                    f"{ratio:.2f}x",
+                    f"<= {ISOLATION_P99_MAX_RATIO:g}x",
+                    ratio <= ISOLATION_P99_MAX_RATIO,
+                )
+            )
+    if results.throughput is not None:
+        mem = results.throughput.memory
+        out += [
+            Check("daemon RSS before the burst", _mib(mem.rss_before_kib), "", None),
+            Check("daemon RSS after the burst", _mib(mem.rss_after_kib), "", None),
+            Check("daemon RSS peak (VmHWM)", _mib(mem.rss_peak_kib), "", None),
+        ]
+    return out
+
+
+def table(results: Results) -> str:
+    rows = [("figure", "measured", "target", "result")]
+    rows += [(c.figure, c.measured, c.target, c.verdict) for c in checks(results)]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [
+        f"kprintd benchmark ({results.mode}), {results.started_at}",
+        f"machine: {results.machine}",
+        "",
+    ]
+    for n, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+        if n == 0:
+            lines.append("  ".join("-" * width for width in widths))
+    lines += ["", *_details(results), f"runtime: {results.runtime_s:.1f} s"]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _cpu(cpu: CpuUse) -> str:
+    """CPU use as a share of one core, by whom."""
+
+    def share(seconds: float) -> str:
+        return f"{seconds / cpu.wall_s * 100:.0f} %"
+
+    return (
+        f"CPU (% of one core): daemon {share(cpu.daemon_s)}, PostgreSQL {share(cpu.postgres_s)}, "
+        f"printers {share(cpu.printers_s)}, load generator {share(cpu.load_s)}, "
+        f"other processes {share(cpu.other_s)}; machine "
+        f"{cpu.machine_busy_s / cpu.machine_capacity_s * 100:.0f} % busy"
+    )
+
+
+def _details(results: Results) -> list[str]:
+    lines: list[str] = []
+    if results.latency is not None:
+        lat = results.latency
+        lines += [
+            f"latency: {lat.latency.samples} tickets over {lat.measured_s:g} s at "
+            f"{lat.achieved_rate_per_s:.1f}/s on {len(lat.stations)} stations; "
+            f"min {_ms(lat.latency.min_ms)}, p90 {_ms(lat.latency.p90_ms)}, "
+            f"mean {_ms(lat.latency.mean_ms)}",
+            f"  {_cpu(lat.cpu)}",
+        ]
+    if results.isolation is not None:
+        iso = results.isolation
+        statuses = ", ".join(f"{n} {s}" for s, n in sorted(iso.black_hole_statuses.items()))
+        lines += [
+            f"isolation: {iso.healthy.latency.samples} healthy tickets, p50 "
+            f"{_ms(iso.healthy.latency.p50_ms)}, max {_ms(iso.healthy.latency.max_ms)}; "
+            f"{iso.black_hole_tickets} tickets to the black hole ({statuses or 'none'})",
+            f"  {_cpu(iso.healthy.cpu)}",
+        ]
+    for tp in (results.throughput, results.emulator_throughput):
+        if tp is None:
+            continue
+        per_ticket = tp.cpu.per_ticket_us(max(tp.printed, 1))
+        lines += [
+            f"burst ({tp.printer_kind} printers): created in {tp.insert_s:.1f} s (one "
+            f"transaction); first cut {tp.commit_to_first_cut_ms:.0f} ms after COMMIT, last "
+            f"after {tp.commit_to_last_cut_s:.1f} s; {tp.per_printer_min:,}-"
+            f"{tp.per_printer_max:,} tickets per printer",
+            f"  {_cpu(tp.cpu)}",
+            "  CPU per ticket: "
+            + ", ".join(f"{who} {us:.0f} us" for who, us in per_ticket.items()),
+        ]
+    return lines
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: dataclasses as objects, NaN and infinity as null."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(results: Results, path: Path) -> None:
+    document = _plain(results)
+    document["checks"] = [
+        {"figure": c.figure, "measured": c.measured, "target": c.target, "result": c.verdict}
+        for c in checks(results)
+    ]
+    for key in ("throughput", "emulator_throughput"):
+        tp = getattr(results, key)
+        if tp is not None:
+            document[key]["cpu"]["per_ticket_us"] = tp.cpu.per_ticket_us(max(tp.printed, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n")

@@ -1,0 +1,109 @@
+"""`python -m bench.run` (`make bench`): run the scenarios, print the table, write the JSON.
+
+Owns the command line (--quick for a smoke test of a few seconds, --only to run some scenarios,
+--output for the JSON path), the order of the scenarios, and the guarantee that the daemon, the
+printers and PostgreSQL are gone when it returns, also after Ctrl-C or SIGTERM. Exits 0 when every
+scenario ran, whatever the verdicts; 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import scenarios
+from bench.machine import describe_machine
+from bench.report import Results, table, write_json
+from bench.stack import Cluster, work_directory
+
+DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"
+SCENARIOS = ("latency", "isolation", "burst")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run", description="Benchmark kprintd against its targets."
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes: a smoke test of a few seconds"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=SCENARIOS,
+        help="run only this scenario (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--output", type=Path, default=DEFAULT_OUTPUT, help=f"JSON file (default: {DEFAULT_OUTPUT})"
+    )
+    return parser
+
+
+_started = time.monotonic()
+
+
+def _progress(message: str) -> None:
+    print(f"-- [{time.monotonic() - _started:5.1f} s] {message}", flush=True)
+
+
+def run(args: argparse.Namespace) -> Results:
+    sizes = scenarios.QUICK if args.quick else scenarios.FULL
+    selected = args.only or SCENARIOS
+    started = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        workdir = stack.enter_context(work_directory())
+        _progress("starting a throwaway PostgreSQL cluster and migrating it")
+        cluster = Cluster(stack)
+        results = Results(
+            mode="quick" if args.quick else "full",
+            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            machine=describe_machine(cluster.admin_conninfo),
+            sizes=dataclasses.asdict(sizes),
+        )
+        _progress(f"machine: {results.machine}")
+        if "latency" in selected:
+            _progress(
+                f"latency: {sizes.rate_per_s:g} tickets/s over {len(sizes.light_stations)} "
+                f"stations for {sizes.warmup_s:g} + {sizes.measure_s:g} s"
+            )
+            results.latency = scenarios.latency(cluster, workdir, sizes)
+        if "isolation" in selected:
+            _progress("isolation: the same load, plus a station whose printer is a black hole")
+            results.isolation = scenarios.isolation(cluster, workdir, sizes)
+        if "burst" in selected:
+            _progress(
+                f"burst: {sizes.burst_tickets:,} tickets on {sizes.burst_stations} lean printers"
+            )
+            results.throughput = scenarios.burst(cluster, workdir, sizes, "lean")
+            if sizes.emulator_burst:
+                _progress("burst: the same into full emulators")
+                results.emulator_throughput = scenarios.burst(cluster, workdir, sizes, "emulator")
+    results.runtime_s = time.monotonic() - started
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the cleanup below runs for both.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        results = run(args)
+    except KeyboardInterrupt:
+        print("interrupted: daemon, printers and PostgreSQL stopped", file=sys.stderr)
+        return 130
+    print()
+    print(table(results))
+    write_json(results, args.output)
+    print(f"\nwritten to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
