@@ -392,7 +392,8 @@ class HealthMonitor:
         name, station = target.printer_name, target.station
         if kind == "printer_down":
             severity = "warning"
-            detail = f": {seen.error_message}" if seen.error_message else ""
+            # Offline and error say more in the printer's own words; the others say it all.
+            detail = f": {seen.error_message}" if state in ("offline", "error") else ""
             message = (
                 f"Printer '{name}' for {station} {_DOWN_WORDS[state]}{detail}. "
                 "Its tickets go to a backup printer if there is one."

@@ -156,9 +156,10 @@ RETURNS TABLE (
     end_to_end_ms_max  numeric
 )
     LANGUAGE sql STABLE
-    -- A day is a few thousand rows read by an index range scan: JIT-compiling that plan would
-    -- take ten times longer than running it.
+    -- A day is a few thousand rows read by an index range scan: compiling the plan (JIT) or
+    -- starting parallel workers would take longer than running it.
     SET jit = off
+    SET max_parallel_workers_per_gather = 0
     ROWS 20
 AS $$
     SELECT t.brand_id,

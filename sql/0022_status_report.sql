@@ -103,7 +103,8 @@ BEGIN
                                              WHEN 'cover_open' THEN 'has its cover open'
                                              WHEN 'paper_out' THEN 'is out of paper'
                                              ELSE 'reports an error' END,
-                          coalesce(': ' || (p ->> 'error_message'), '')))
+                          CASE WHEN p ->> 'state' IN ('offline', 'error')
+                               THEN coalesce(': ' || (p ->> 'error_message'), '') ELSE '' END))
           FROM jsonb_array_elements(v_printers) p
          WHERE p ->> 'state' IN ('offline', 'cover_open', 'paper_out', 'error')
         UNION ALL

@@ -259,7 +259,10 @@ def test_alert_payload_names_the_printer_station_and_change(
     assert alert["brand_id"] == str(restaurant.brand_id)
     assert alert["source"] == "health_check"
     assert alert["at"].endswith("Z")
-    assert "'Backup Kitchen'" in alert["message"] and "out of paper" in alert["message"]
+    assert alert["message"] == (
+        "Printer 'Backup Kitchen' for kitchen is out of paper."
+        " Its tickets go to a backup printer if there is one."
+    )
 
 
 def test_a_print_failure_and_a_failed_check_announce_the_outage_once(
