@@ -98,19 +98,24 @@ COMMENT ON VIEW kitchen_printer_offline IS
 CREATE VIEW kitchen_printer_uptime_7d AS
 SELECT sp.station_code,
        sp.printer_name,
-       count(*) AS total_checks,
-       sum(CASE WHEN phc.is_online THEN 1 ELSE 0 END) AS online_checks,
-       round(100.0 * sum(CASE WHEN phc.is_online THEN 1 ELSE 0 END) / count(*), 2) AS uptime_percent,
+       c.total_checks,
+       c.online_checks,
+       round(100.0 * c.online_checks / c.total_checks, 2) AS uptime_percent,
        sp.id AS printer_id,
-       sum(CASE WHEN kitchen_printer_state(phc.is_online, phc.paper_status, phc.error_code)
-                     IN ('ok', 'paper_low', 'no_status') THEN 1 ELSE 0 END) AS ready_checks,
-       round(100.0 * sum(CASE WHEN kitchen_printer_state(phc.is_online, phc.paper_status, phc.error_code)
-                              IN ('ok', 'paper_low', 'no_status') THEN 1 ELSE 0 END) / count(*), 2)
-           AS ready_percent
-FROM kitchen_printerhealthcheck phc
-JOIN kitchen_stationprinter sp ON phc.printer_id = sp.id
-WHERE phc.checked_at > now() - interval '7 days'
-GROUP BY sp.id, sp.station_code, sp.printer_name;
+       c.ready_checks,
+       round(100.0 * c.ready_checks / c.total_checks, 2) AS ready_percent
+FROM (
+    SELECT phc.printer_id,
+           count(*) AS total_checks,
+           count(*) FILTER (WHERE phc.is_online) AS online_checks,
+           count(*) FILTER (WHERE kitchen_printer_state(phc.is_online, phc.paper_status,
+                                                        phc.error_code)
+                                  IN ('ok', 'paper_low', 'no_status')) AS ready_checks
+    FROM kitchen_printerhealthcheck phc
+    WHERE phc.checked_at > now() - interval '7 days'
+    GROUP BY phc.printer_id
+) c
+JOIN kitchen_stationprinter sp ON sp.id = c.printer_id;
 
 COMMENT ON VIEW kitchen_printer_uptime_7d IS
     'The spec''s uptime report over the last 7 days, per printer with checks in that time: '
