@@ -7,6 +7,7 @@ code, and dispatching to the module that does the work.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -144,6 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         return _fail(f"configuration error: {exc}", EXIT_USAGE)
     except KeyboardInterrupt:
+        return EXIT_OK
+    except BrokenPipeError:
+        # `kprintd status | head`: the reader left; say nothing more, like other Unix tools.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     return code
 
