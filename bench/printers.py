@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import ctypes
 import errno
+import functools
 import itertools
 import re
 import signal
@@ -198,39 +199,71 @@ def _serve_emulators(specs: Sequence[tuple[str, str, str]], reporter: _Reporter)
             printer.stop()
 
 
-async def _serve_lean(specs: Sequence[tuple[str, str, str]], reporter: _Reporter) -> None:
-    state = PrinterState()
-    footer = re.compile(TICKET_FOOTER.pattern.encode())
+class _LeanPrinters:
+    """The lean printers of one child: tokenize, answer status, report cuts; nothing else."""
 
-    def handler(index: int) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], object]:
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            decoder = StreamDecoder()
-            text: list[bytes] = []
-            while data := await reader.read(65536):
-                for event in decoder.feed(data):
-                    if isinstance(event, Text):
-                        text.append(event.raw)
-                    elif isinstance(event, Command) and event.name == "DLE EOT":
-                        writer.write(build_status_response(event.params[0], state))
-                    elif isinstance(event, Command) and event.name in CUT_COMMANDS:
-                        received_at = time.monotonic()
-                        match = footer.search(b"".join(text))
-                        text.clear()
-                        reporter.cut(index, match[1].decode() if match else "-1", received_at)
-            writer.close()
+    def __init__(self, specs: Sequence[tuple[str, str, str]], reporter: _Reporter) -> None:
+        for _, _, fault in specs:
+            if fault not in ("none", "black_hole"):
+                raise ValueError(f"lean printers know no fault {fault!r}")
+        self._specs = specs
+        self._reporter = reporter
+        self._state = PrinterState()
+        self._footer = re.compile(TICKET_FOOTER.pattern.encode())
+        self._stopping = asyncio.Event()
+        self._connections: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
 
-        return serve
-
-    servers = [
-        await asyncio.start_server(handler(index), host, PRINTER_PORT)
-        for index, (_, host, _) in enumerate(specs)
-    ]
-    try:
+    async def run(self) -> None:
+        servers = [
+            await asyncio.start_server(functools.partial(self._serve, index), host, PRINTER_PORT)
+            for index, (_, host, _) in enumerate(self._specs)
+        ]
         print("ready", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    finally:
+        # Stop without cancelling handlers (Python 3.11 logs cancelled stream handlers as errors).
+        self._stopping.set()
         for server in servers:
             server.close()
+        for writer in list(self._connections):
+            writer.close()
+        await asyncio.gather(*self._handlers)
+
+    async def _serve(
+        self, index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        self._connections.add(writer)
+        try:
+            if self._specs[index][2] == "black_hole":
+                # Accept, never read, never answer: the connection stays open until we stop.
+                await self._stopping.wait()
+            else:
+                with contextlib.suppress(ConnectionError):
+                    await self._print(index, reader, writer)
+        finally:
+            self._connections.discard(writer)
+            writer.close()
+
+    async def _print(
+        self, index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        decoder = StreamDecoder()
+        text: list[bytes] = []
+        while data := await reader.read(65536):
+            for event in decoder.feed(data):
+                if isinstance(event, Text):
+                    text.append(event.raw)
+                elif isinstance(event, Command) and event.name == "DLE EOT":
+                    writer.write(build_status_response(event.params[0], self._state))
+                elif isinstance(event, Command) and event.name in CUT_COMMANDS:
+                    received_at = time.monotonic()
+                    match = self._footer.search(b"".join(text))
+                    text.clear()
+                    ticket_id = match[1].decode() if match else "-1"
+                    self._reporter.cut(index, ticket_id, received_at)
 
 
 def _spec(text: str) -> tuple[str, str, str]:
@@ -246,7 +279,7 @@ def main(argv: list[str]) -> int:
         if kind == "emulator":
             _serve_emulators(specs, reporter)
         else:
-            asyncio.run(_serve_lean(specs, reporter))
+            asyncio.run(_LeanPrinters(specs, reporter).run())
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             return EXIT_ADDRESS_IN_USE

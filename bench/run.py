@@ -71,19 +71,21 @@ def run(args: argparse.Namespace) -> Results:
         if "latency" in selected:
             _progress(
                 f"latency: {sizes.rate_per_s:g} tickets/s over {len(sizes.light_stations)} "
-                f"stations for {sizes.warmup_s:g} + {sizes.measure_s:g} s"
+                f"stations for {sizes.warmup_s:g} + {sizes.measure_s:g} s, lean printers"
             )
-            results.latency = scenarios.latency(cluster, workdir, sizes)
+            results.latency = scenarios.latency(cluster, workdir, sizes, "lean")
+            _progress("latency: the same load on the project's emulators")
+            results.emulator_latency = scenarios.latency(cluster, workdir, sizes, "emulator")
         if "isolation" in selected:
             _progress("isolation: the same load, plus a station whose printer is a black hole")
-            results.isolation = scenarios.isolation(cluster, workdir, sizes)
+            results.isolation = scenarios.isolation(cluster, workdir, sizes, "lean")
         if "burst" in selected:
             _progress(
                 f"burst: {sizes.burst_tickets:,} tickets on {sizes.burst_stations} lean printers"
             )
             results.throughput = scenarios.burst(cluster, workdir, sizes, "lean")
             if sizes.emulator_burst:
-                _progress("burst: the same into full emulators")
+                _progress("burst: the same on the project's emulators")
                 results.emulator_throughput = scenarios.burst(cluster, workdir, sizes, "emulator")
     results.runtime_s = time.monotonic() - started
     return results

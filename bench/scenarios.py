@@ -37,7 +37,7 @@ class Sizes:
     measure_s: float
     burst_bills: int  # each bill has one item for every burst station: one ticket per station
     drain_timeout_s: float
-    emulator_burst: bool  # also drain a burst into the full emulators (see bench.printers)
+    emulator_burst: bool  # also drain the burst into the project's emulators (bench.printers)
     rate_per_s: float = 20.0
     light_stations: tuple[str, ...] = ("grill", "wok", "fryer", "salad", "bar")
     burst_stations: int = 10
@@ -48,7 +48,7 @@ class Sizes:
 
 
 FULL = Sizes(
-    warmup_s=2.0, measure_s=30.0, burst_bills=2_000, drain_timeout_s=120.0, emulator_burst=True
+    warmup_s=2.0, measure_s=20.0, burst_bills=2_000, drain_timeout_s=120.0, emulator_burst=True
 )
 QUICK = Sizes(
     warmup_s=0.3, measure_s=1.5, burst_bills=30, drain_timeout_s=20.0, emulator_burst=False
@@ -86,6 +86,7 @@ class CpuUse:
 class LatencyResult:
     """COMMIT returned -> cut arrived, for the measured (post-warm-up) tickets."""
 
+    printer_kind: Kind
     stations: tuple[str, ...]
     offered_rate_per_s: float  # all stations together, black hole included
     achieved_rate_per_s: float
@@ -196,10 +197,11 @@ def _open_site(
 ) -> _Site:
     """Printers and daemon start in parallel; each station gets one product and one printer."""
     conninfo = cluster.new_database(label)
+    database = psycopg.conninfo.conninfo_to_dict(conninfo)["dbname"]
     recorder = CutRecorder()
     printers = [Printer(f"{s}-1", "black_hole" if s == black_hole else "none") for s in stations]
     processes = launch_printers(stack, kind, printers, recorder.record)
-    daemon = DaemonProcess(conninfo, workdir, label)
+    daemon = DaemonProcess(conninfo, workdir, str(database))
     daemon.launch(stack)
     for process in processes:
         process.wait_ready()
@@ -231,14 +233,15 @@ def _wait_settled(conninfo: str, ticket_ids: list[int], timeout: float) -> bool:
 
 
 def _light_load(
-    cluster: Cluster, workdir: Path, sizes: Sizes, label: str, black_hole: str | None
+    cluster: Cluster, workdir: Path, sizes: Sizes, kind: Kind, black_hole: str | None
 ) -> tuple[LatencyResult, list[Sent], str]:
     """Drive the light load against a fresh daemon; optionally one more, black-holed station."""
     with contextlib.ExitStack() as stack:
         stations = list(sizes.light_stations)
         if black_hole is not None:
             stations.append(black_hole)
-        site = _open_site(stack, cluster, workdir, label, stations, black_hole=black_hole)
+        label = f"{'isolation' if black_hole else 'latency'}_{kind}"
+        site = _open_site(stack, cluster, workdir, label, stations, kind, black_hole)
         pos = Pos(site.restaurant)
         stack.callback(pos.close)
         # Every station gets the same rate as in the plain latency run, the black hole too.
@@ -259,6 +262,7 @@ def _light_load(
         latency = cut_at - ticket.committed_at if cut_at is not None else math.inf
         by_station.setdefault(ticket.station, []).append(latency)
     result = LatencyResult(
+        printer_kind=kind,
         stations=tuple(stations),
         offered_rate_per_s=rate,
         achieved_rate_per_s=len(sent) / cpu.wall_s,
@@ -270,16 +274,16 @@ def _light_load(
     return result, sent, site.conninfo
 
 
-def latency(cluster: Cluster, workdir: Path, sizes: Sizes) -> LatencyResult:
+def latency(cluster: Cluster, workdir: Path, sizes: Sizes, kind: Kind) -> LatencyResult:
     """Light steady load over the light stations: COMMIT -> cut latency."""
-    result, _, _ = _light_load(cluster, workdir, sizes, "latency", black_hole=None)
+    result, _, _ = _light_load(cluster, workdir, sizes, kind, black_hole=None)
     return result
 
 
-def isolation(cluster: Cluster, workdir: Path, sizes: Sizes) -> IsolationResult:
+def isolation(cluster: Cluster, workdir: Path, sizes: Sizes, kind: Kind) -> IsolationResult:
     """The light load again, plus one more station whose printer swallows everything."""
     station = "pastry"
-    result, sent, conninfo = _light_load(cluster, workdir, sizes, "isolation", black_hole=station)
+    result, sent, conninfo = _light_load(cluster, workdir, sizes, kind, black_hole=station)
     hole_ids = [s.ticket_id for s in sent if s.station == station]
     return IsolationResult(
         healthy=result,
