@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from kprintd.emulator import EmulatedPrinter, Fault, ReceivedTicket
@@ -46,6 +47,7 @@ PR_SET_PDEATHSIG = 1
 TICKET_FOOTER = re.compile(r"Ticket #(\d+)")
 CUT_COMMANDS = frozenset({"GS V", "ESC i", "ESC m"})
 EXIT_ADDRESS_IN_USE = 3
+REPOSITORY = Path(__file__).resolve().parent.parent
 
 # One loopback address per printer, in a block the test suite does not use; an address another
 # run holds is skipped.
@@ -95,6 +97,7 @@ class PrinterProcess:
         specs = [f"{p.name}@{p.host}@{p.fault}" for p in self.printers]
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bench.printers", self.kind, *specs],
+            cwd=REPOSITORY,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

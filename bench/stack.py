@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -31,6 +32,7 @@ from kprintd import migrate
 from kprintd.pgembed import EmbeddedPostgres
 
 TEMPLATE_DB = "kprintd_bench_template"
+WORKDIR_PREFIX = "kprintd-bench-"
 
 
 class Cluster:
@@ -94,11 +96,11 @@ class Restaurant:
 
 
 class DaemonProcess:
-    """`kprintd run` as a child process with production settings, except where `settings` say."""
+    """`kprintd run` as a child process: production defaults, JSON logs to a file in `workdir`."""
 
-    def __init__(self, database_url: str, workdir: Path, label: str, **settings: object) -> None:
+    def __init__(self, database_url: str, workdir: Path, label: str) -> None:
         self.log_path = workdir / f"{label}-daemon.log"
-        self.settings = {"database_url": database_url, "log_format": "json", **settings}
+        self.settings = {"database_url": database_url, "log_format": "json"}
         self.process: subprocess.Popen[bytes] | None = None
         self._notify_path = workdir / f"{label}-notify.sock"
         self._notify: socket.socket | None = None
@@ -153,12 +155,12 @@ class DaemonProcess:
                 return
         raise RuntimeError(f"kprintd run was not ready within {timeout:g} s:\n{self.log_tail()}")
 
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM, as systemd stops it; returns the exit code."""
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM, as systemd stops it, and wait for the exit."""
         assert self.process is not None
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
+        self.process.wait(timeout)
 
     def kill(self) -> None:
         """Cleanup: whatever is left of the daemon is gone after this."""
@@ -174,8 +176,26 @@ class DaemonProcess:
         return "\n".join(text.splitlines()[-lines:])
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def work_directory() -> Iterator[Path]:
-    """Scratch space for daemon logs, removed afterwards."""
-    with tempfile.TemporaryDirectory(prefix="kprintd-bench-") as directory:
+    """Scratch space for daemon logs and sockets, removed afterwards.
+
+    Those a killed run left behind (their owner.pid names a dead process) are removed first.
+    """
+    for owner in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*/owner.pid"):
+        with contextlib.suppress(OSError, ValueError):
+            if not _alive(int(owner.read_text())):
+                shutil.rmtree(owner.parent, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=WORKDIR_PREFIX) as directory:
+        (Path(directory) / "owner.pid").write_text(str(os.getpid()))
         yield Path(directory)
