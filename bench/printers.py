@@ -7,8 +7,9 @@ the DLE EOT status requests kprintd sends before and after each job:
   Python process would serialize on its GIL, and the benchmark would measure that queue). It
   decodes every ticket onto paper, which costs it more CPU per ticket than kprintd spends.
 * "lean": one asyncio child for all printers that only tokenizes the stream (kprintd's own
-  StreamDecoder), answers status and notes each cut. It exists so that a burst measures kprintd
-  and PostgreSQL rather than the emulators, which share the same two cores.
+  StreamDecoder), answers status and notes each cut; "black_hole" accepts and never reads. The
+  verdicts are measured with these, so that they measure kprintd and PostgreSQL rather than the
+  emulators, which would share the same two cores.
 
 Each cut comes back as a line "<printer index> <ticket id> <received_at>" on the child's stdout;
 the ticket id is read from the footer every ticket carries ("Ticket #<id>"). received_at is

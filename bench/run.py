@@ -46,17 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_started = time.monotonic()
-
-
-def _progress(message: str) -> None:
-    print(f"-- [{time.monotonic() - _started:5.1f} s] {message}", flush=True)
-
-
 def run(args: argparse.Namespace) -> Results:
     sizes = scenarios.QUICK if args.quick else scenarios.FULL
     selected = args.only or SCENARIOS
     started = time.monotonic()
+
+    def _progress(message: str) -> None:
+        print(f"-- [{time.monotonic() - started:5.1f} s] {message}", flush=True)
+
     with contextlib.ExitStack() as stack:
         workdir = stack.enter_context(work_directory())
         _progress("starting a throwaway PostgreSQL cluster and migrating it")
