@@ -37,6 +37,8 @@ log = structlog.get_logger("kprintd.dispatch")
 # Tickets claimed per round trip. Large enough to clear a burst quickly, small enough that a
 # printer failing mid-batch only sends a handful of tickets to the backup with a RETRY banner.
 CLAIM_BATCH = 16
+# How long a route trusts its list of printers; changes to kitchen_stationprinter apply after it.
+PRINTER_LIST_TTL_S = 2.0
 DEFAULT_CODEPAGE = "CP437"
 DB_RETRY_MAX_S = 10.0
 
@@ -150,6 +152,8 @@ class PrinterLinks:
         slot = self._slot(address)
         async with slot.lock:
             try:
+                # Always ask first, even a printer that just printed: a ticket sent to a printer
+                # that died since would have to be reprinted elsewhere with a RETRY banner.
                 problem = describe_unprintable(await self._status(slot, address))
                 if problem is not None:
                     raise problem
@@ -291,6 +295,7 @@ class RouteWorker:
         self._wake = asyncio.Event()
         self._unroutable = False
         self._db_down = False
+        self._printer_list: tuple[float, list[RoutePrinter]] | None = None
         self.log = log.bind(station=route.station, brand_id=str(route.brand_id))
 
     def start(self) -> None:
@@ -330,12 +335,19 @@ class RouteWorker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), min(wait_s, settings.sweep_interval_s))
 
+    async def _printers(self) -> list[RoutePrinter]:
+        now = time.monotonic()
+        if self._printer_list is None or now - self._printer_list[0] >= PRINTER_LIST_TTL_S:
+            self._printer_list = (now, await self.dispatcher.db.route_printers(self.route))
+        return self._printer_list[1]
+
     async def _drain(self) -> None:
         while not self.dispatcher.stopping.is_set():
             jobs = await self.dispatcher.db.claim(self.route, CLAIM_BATCH)
-            if not jobs:
+            if jobs:
+                await self._print(jobs)
+            if len(jobs) < CLAIM_BATCH:
                 return
-            await self._print(jobs)
 
     async def _print(self, jobs: list[ClaimedJob]) -> None:
         dispatcher = self.dispatcher
@@ -355,12 +367,16 @@ class RouteWorker:
                         attempt, "empty_ticket", "the ticket has no items", retryable=False
                     )
             attempts.append(attempt)
-        printers = await dispatcher.db.route_printers(self.route)
+        printers = await self._printers()
         failures: list[dict[str, Any]] = []
         if dispatcher.stopping.is_set():
             for attempt in attempts:
                 if attempt.result is None:
-                    attempt.result = {"ticket_id": attempt.job.ticket_id, "outcome": "released"}
+                    attempt.result = {
+                        "ticket_id": attempt.job.ticket_id,
+                        "attempt": attempt.job.attempt,
+                        "outcome": "released",
+                    }
         elif not printers:
             await self._no_printer(attempts)
         else:
@@ -392,6 +408,7 @@ class RouteWorker:
         refund = not attempt.may_have_printed and waited_s < settings.unreachable_grace_s
         return {
             "ticket_id": attempt.job.ticket_id,
+            "attempt": attempt.job.attempt,
             "outcome": "failed",
             "error_code": code,
             "error_message": message[:2000],
@@ -459,6 +476,7 @@ class RouteWorker:
         for attempt, payload in zip(sendable, payloads, strict=True):
             attempt.result = {
                 "ticket_id": attempt.job.ticket_id,
+                "attempt": attempt.job.attempt,
                 "outcome": "printed",
                 "printer_id": printer.printer_id,
                 "printer_name": printer.printer_name,
