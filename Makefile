@@ -31,8 +31,10 @@ lint: install
 demo: install
 	$(BIN)/python -m kprintd.demo
 
+# Daemon latency, throughput, isolation and memory; then the audit views on 1M tickets.
 bench: install
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.views
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
