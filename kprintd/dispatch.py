@@ -24,7 +24,7 @@ from kprintd.config import Settings
 from kprintd.db import ClaimedJob, Database, RouteKey, RoutePrinter
 from kprintd.printer_status import PrinterState
 from kprintd.render import PrintLayout, TicketDocument, TicketLine, render_ticket
-from kprintd.routing import PrinterBoard
+from kprintd.routing import BreakerState, PrinterBoard
 from kprintd.transport import (
     PrinterAddress,
     PrinterConnection,
@@ -37,6 +37,9 @@ log = structlog.get_logger("kprintd.dispatch")
 # Tickets claimed per round trip. Large enough to clear a burst quickly, small enough that a
 # printer failing mid-batch only sends a handful of tickets to the backup with a RETRY banner.
 CLAIM_BATCH = 16
+# A status answer this fresh stands for the status request before a job. Only the warm-up check
+# (asked while the claim is in flight, a millisecond before the job) is ever this fresh.
+PRECHECK_FRESH_S = 0.1
 # How long a route trusts its list of printers; changes to kitchen_stationprinter apply after it.
 PRINTER_LIST_TTL_S = 2.0
 DEFAULT_CODEPAGE = "CP437"
@@ -152,11 +155,13 @@ class PrinterLinks:
         slot = self._slot(address)
         async with slot.lock:
             try:
-                # Always ask first, even a printer that just printed: a ticket sent to a printer
-                # that died since would have to be reprinted elsewhere with a RETRY banner.
-                problem = describe_unprintable(await self._status(slot, address))
-                if problem is not None:
-                    raise problem
+                # Ask first unless the warm-up just did: a ticket sent to a printer that died
+                # since its last job would have to be reprinted elsewhere with a RETRY banner.
+                connection = slot.connection
+                if connection is None or not connection.ready_within(PRECHECK_FRESH_S):
+                    problem = describe_unprintable(await self._status(slot, address))
+                    if problem is not None:
+                        raise problem
                 assert slot.connection is not None
                 after = await slot.connection.print_job(data, self._settings.printer_send_timeout_s)
                 problem = describe_unprintable(after)
@@ -193,6 +198,9 @@ class PrinterLinks:
     async def close_all(self) -> None:
         for slot in self._slots.values():
             await self._drop(slot)
+
+
+_Precheck = tuple[RoutePrinter, "PrinterError | None"]
 
 
 @dataclass
@@ -343,13 +351,38 @@ class RouteWorker:
 
     async def _drain(self) -> None:
         while not self.dispatcher.stopping.is_set():
+            warm_up = self._warm_up()
             jobs = await self.dispatcher.db.claim(self.route, CLAIM_BATCH)
+            # Never cancelled: a status answer arriving after a cancel would be read as the
+            # answer to the next request on that connection.
+            precheck = await warm_up if warm_up is not None else None
             if jobs:
-                await self._print(jobs)
+                await self._print(jobs, precheck)
             if len(jobs) < CLAIM_BATCH:
                 return
 
-    async def _print(self, jobs: list[ClaimedJob]) -> None:
+    def _warm_up(self) -> asyncio.Task[_Precheck] | None:
+        """Ask the route's first healthy printer for its status while the claim is in flight.
+
+        The two round trips overlap, so the status request no longer sits between the commit
+        and the paper. Only printers whose breaker is closed qualify: probes stay with tickets.
+        """
+        if self._printer_list is None:
+            return None
+        board = self.dispatcher.board
+        for printer in self._printer_list[1]:
+            if board.breaker(printer.printer_id).state is BreakerState.CLOSED:
+                return asyncio.create_task(self._check(printer))
+        return None
+
+    async def _check(self, printer: RoutePrinter) -> _Precheck:
+        try:
+            state = await self.dispatcher.links.check(PrinterAddress(printer.host, printer.port))
+        except PrinterError as exc:
+            return printer, exc
+        return printer, describe_unprintable(state)
+
+    async def _print(self, jobs: list[ClaimedJob], precheck: _Precheck | None = None) -> None:
         dispatcher = self.dispatcher
         attempts: list[_Attempt] = []
         for job in jobs:
@@ -385,6 +418,11 @@ class RouteWorker:
                 pending = [a for a in attempts if a.result is None]
                 if not pending:
                     break
+                if precheck is not None and precheck[0] == printer and precheck[1] is not None:
+                    # The warm-up already found this printer unable to print: next one.
+                    started = time.monotonic()
+                    await self._printer_failed(printer, pending, failures, precheck[1], started)
+                    continue
                 await self._try_printer(printer, pending, failures)
             for attempt in attempts:
                 if attempt.result is None:

@@ -67,6 +67,8 @@ class PrinterConnection:
         self._reader = reader
         self._writer = writer
         self.last_used = time.monotonic()
+        # When the printer last said, on this connection, that it can print.
+        self.ready_at: float | None = None
 
     @classmethod
     async def open(cls, address: PrinterAddress, timeout: float) -> PrinterConnection:
@@ -120,7 +122,7 @@ class PrinterConnection:
         """Ask the printer for its state (four DLE EOT requests, four bytes back)."""
         await self._write(ALL_STATUS_REQUESTS, timeout, after_send=False)
         state = await self._read_status(timeout, after_send=False)
-        self.last_used = time.monotonic()
+        self._note(state)
         return state
 
     async def _write(self, data: bytes, timeout: float, *, after_send: bool) -> None:
@@ -149,8 +151,16 @@ class PrinterConnection:
         """
         await self._write(data + ALL_STATUS_REQUESTS, timeout, after_send=True)
         state = await self._read_status(timeout, after_send=True)
-        self.last_used = time.monotonic()
+        self._note(state)
         return state
+
+    def _note(self, state: PrinterState) -> None:
+        self.last_used = time.monotonic()
+        self.ready_at = self.last_used if describe_unprintable(state) is None else None
+
+    def ready_within(self, seconds: float) -> bool:
+        """Did the printer say it can print, on this connection, in the last `seconds`?"""
+        return self.ready_at is not None and time.monotonic() - self.ready_at < seconds
 
     async def close(self) -> None:
         self._writer.close()
