@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import ipaddress
 import logging
 import queue
@@ -146,10 +147,18 @@ class ReceivedTicket:
     number: int  # 1-based, per printer
     connection: int  # 1-based connection counter of the printer
     job: DecodedJob
-    text: str  # framed text per the convention in kprintd.escpos_decode
     received_at: float  # time.monotonic() when the cut was executed
     received_at_wall: float  # time.time() at the same moment
     chars_per_line: int
+
+    @functools.cached_property
+    def text(self) -> str:
+        """Framed text per the convention in kprintd.escpos_decode; drawn when first asked for.
+
+        Drawing costs more CPU than the daemon spends printing the ticket, and a benchmark
+        burst never looks at it.
+        """
+        return render_text(self.job, self.chars_per_line)
 
     @property
     def raw(self) -> bytes:
@@ -464,7 +473,6 @@ class EmulatedPrinter:
             number=number,
             connection=connection,
             job=job,
-            text=render_text(job, self.chars_per_line),
             received_at=now_mono,
             received_at_wall=now_wall,
             chars_per_line=self.chars_per_line,
@@ -579,10 +587,11 @@ class _Session:
 
     def _handle(self, events: list[Event]) -> None:
         p = self.printer
+        replies = bytearray()
         for event in events:
             if isinstance(event, Command) and event.name == "DLE EOT":
                 # Real-time requests are answered on arrival and are not part of a job.
-                self._answer_status(event)
+                replies += self._status_reply(event)
                 continue
             if self.held or not p.state.can_print:
                 if p.keep_data_while_unready:
@@ -592,12 +601,16 @@ class _Session:
                     p._count(discarded=len(event.raw))
                 continue
             self._print(event)
+        if replies:
+            # The answers to one read go back in one segment, as a real printer's would.
+            self.conn.sendall(replies)
 
-    def _answer_status(self, event: Command) -> None:
+    def _status_reply(self, event: Command) -> bytes:
         n = event.params[0]
-        if n in tuple(StatusRequest):
-            self.printer._count(status=1)
-            self.conn.sendall(build_status_response(n, self.printer.state))
+        if n not in tuple(StatusRequest):
+            return b""
+        self.printer._count(status=1)
+        return build_status_response(n, self.printer.state)
 
     def _release_held(self) -> None:
         while self.held and self.printer.state.can_print:
