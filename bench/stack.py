@@ -29,7 +29,7 @@ from psycopg import sql
 
 from bench.printers import Printer, die_with_parent
 from kprintd import migrate
-from kprintd.pgembed import EmbeddedPostgres
+from kprintd.pgembed import EmbeddedPostgres, process_alive
 
 TEMPLATE_DB = "kprintd_bench_template"
 WORKDIR_PREFIX = "kprintd-bench-"
@@ -176,16 +176,6 @@ class DaemonProcess:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextlib.contextmanager
 def work_directory() -> Iterator[Path]:
     """Scratch space for daemon logs and sockets, removed afterwards.
@@ -194,7 +184,7 @@ def work_directory() -> Iterator[Path]:
     """
     for owner in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*/owner.pid"):
         with contextlib.suppress(OSError, ValueError):
-            if not _alive(int(owner.read_text())):
+            if not process_alive(int(owner.read_text())):
                 shutil.rmtree(owner.parent, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix=WORKDIR_PREFIX) as directory:
         (Path(directory) / "owner.pid").write_text(str(os.getpid()))

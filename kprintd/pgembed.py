@@ -65,7 +65,8 @@ def find_server_bindir() -> Path:
 DIR_PREFIX = "kprintd-pg-"
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Does a process with this pid exist (whoever owns it)?"""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -82,7 +83,7 @@ def remove_orphaned_clusters() -> None:
             owner = int(owner_file.read_text())
         except (OSError, ValueError):
             continue
-        if not _process_alive(owner):
+        if not process_alive(owner):
             shutil.rmtree(owner_file.parent, ignore_errors=True)
 
 
