@@ -571,6 +571,7 @@ class RouteWorker:
     async def _record(self, results: list[dict[str, Any]], failures: list[dict[str, Any]]) -> None:
         """Write the outcomes; a database outage here is waited out, never forgotten."""
         delay = 0.2
+        held = False
         while True:
             try:
                 records = await self.dispatcher.db.finish(results, failures)
@@ -578,11 +579,17 @@ class RouteWorker:
             except psycopg.OperationalError as exc:
                 # Stopping does not end this loop: Dispatcher.stop() cancels it after its timeout,
                 # and the leases then bring the tickets back with a RETRY banner.
-                self.log.warning(
-                    "cannot record print outcomes yet; holding them", error=str(exc).strip()
-                )
+                if not held:
+                    held = True
+                    self.log.warning(
+                        "cannot record print outcomes yet; holding them until the database is back",
+                        tickets=[r["ticket_id"] for r in results],
+                        error=str(exc).strip(),
+                    )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, DB_RETRY_MAX_S)
+        if held:
+            self.log.info("held print outcomes recorded", tickets=[r["ticket_id"] for r in results])
         for record in records:
             if not record.recorded:
                 self.log.warning(

@@ -538,3 +538,23 @@ def test_print_template_of_the_station_shapes_the_ticket(
     (plain,) = kitchen.tickets()
     assert plain.cut == "partial" and "Warung Test" not in plain.text
     assert b"\x1bB" not in plain.raw and b"\x1b(A" not in plain.raw
+
+
+def test_outcome_of_a_print_is_held_while_postgres_is_down(
+    database_url: str, restaurant: Restaurant, postgres_server: Any
+) -> None:
+    if postgres_server.embedded is None:
+        pytest.skip("needs the embedded server, which this test restarts")
+    kitchen = restaurant.printer("kitchen", fault=Fault.slow_read(600))
+    with running_daemon(database_url, printer_send_timeout_s=10, lease_s=30):
+        (ticket_id,) = restaurant.send("kitchen")
+        wait_until(lambda: kitchen.stats().bytes_received > 20, what="print under way")
+        postgres_server.embedded.stop()
+        try:
+            wait_until(lambda: len(kitchen.tickets()) == 1, timeout=20, what="ticket cut")
+            time.sleep(0.5)  # the daemon now tries to record the outcome and cannot
+        finally:
+            postgres_server.embedded.start()
+        wait_until(lambda: ticket(database_url, ticket_id)["status"] == "printed", timeout=30)
+    assert len(kitchen.tickets()) == 1, "printed once: the outcome was held, not retried"
+    assert log_actions(database_url, ticket_id) == ["created", "print_start", "print_success"]
