@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from kprintd.emulator import EmulatedPrinter, FaultMode
+from kprintd.emulator import EmulatedPrinter, Fault, FaultMode
 from kprintd.printer_status import PaperState
 from kprintd.transport import PrinterAddress, PrinterConnection, PrinterError
 
@@ -38,11 +38,12 @@ def test_status_then_job_is_confirmed_and_marks_the_connection_ready() -> None:
     ("fault", "code", "may_have_printed"),
     [
         (FaultMode.BLACK_HOLE, "no_status_reply", True),
-        (FaultMode.RESET, "connection_lost", True),
+        # Reads part of the job, then resets: the connection itself is always established.
+        (Fault.drop_after_bytes(10), "connection_lost", True),
     ],
 )
 def test_a_job_the_printer_does_not_confirm_may_have_printed(
-    fault: FaultMode, code: str, may_have_printed: bool
+    fault: FaultMode | Fault, code: str, may_have_printed: bool
 ) -> None:
     async def scenario(printer: EmulatedPrinter) -> PrinterError:
         conn = await PrinterConnection.open(PrinterAddress(printer.host, printer.port), 2)
