@@ -85,8 +85,8 @@ BEGIN
             IF NEW.next_attempt_at IS NOT DISTINCT FROM OLD.next_attempt_at THEN
                 NEW.next_attempt_at := now();
             END IF;
-            IF OLD.status = 'printing' THEN
-                -- A print was in progress: part of it may be on paper already.
+            IF OLD.status = 'printing' AND NULLIF(btrim(current_setting('kprintd.action', true)), '') IS NULL THEN
+                -- A lease broken by hand: part of the ticket may be on paper already.
                 NEW.may_have_printed := true;
             END IF;
         ELSIF NEW.status = 'printed' THEN
@@ -106,9 +106,10 @@ $$;
 COMMENT ON FUNCTION kitchen_ticket_before_update() IS
     'BEFORE UPDATE on kitchen_kitchenticket, generic housekeeping the daemon relies on. Status -> ''new'' (from anything): '
     'claimed_by and lease_expires_at cleared; next_attempt_at = now() unless the UPDATE itself changed it; from ''printing'' '
-    'also may_have_printed = true (a broken lease prints with a RETRY banner). Status -> ''printed'': printed_at = now() if NULL. '
-    '''printing'' -> ''printed''/''failed'': claim cleared. Always: may_have_printed never goes back to false, printer_target '
-    'is stored lowercase, brand_id/store_id follow bill_id.';
+    'in an undescribed change (kprintd.action unset, e.g. a DBA''s UPDATE breaking a lease) also may_have_printed = true, '
+    'so the next print carries a RETRY banner (a describing writer sets may_have_printed itself). Status -> ''printed'': '
+    'printed_at = now() if NULL. ''printing'' -> ''printed''/''failed'': claim cleared. Always: may_have_printed never goes '
+    'back to false, printer_target is stored lowercase, brand_id/store_id follow bill_id.';
 
 CREATE TRIGGER kitchen_kitchenticket_housekeeping
     BEFORE UPDATE ON kitchen_kitchenticket
@@ -170,6 +171,14 @@ BEGIN
        OR (TG_OP = 'UPDATE' AND NEW.kitchen_ticket_id IS DISTINCT FROM OLD.kitchen_ticket_id) THEN
         SELECT kt.ticket_type, kt.is_reprint INTO NEW.ticket_type, NEW.is_reprint
           FROM kitchen_kitchenticket kt WHERE kt.id = NEW.kitchen_ticket_id;
+        IF NOT FOUND AND NEW.kitchen_ticket_id IS NOT NULL THEN
+            RAISE EXCEPTION 'insert or update on table "kitchen_kitchenticketitem" violates foreign key constraint "kitchen_kitchenticketitem_kitchen_ticket_id_fkey"'
+                USING ERRCODE = 'foreign_key_violation',
+                      CONSTRAINT = 'kitchen_kitchenticketitem_kitchen_ticket_id_fkey',
+                      TABLE = 'kitchen_kitchenticketitem',
+                      DETAIL = format('Key (kitchen_ticket_id)=(%s) is not present in table "kitchen_kitchenticket".',
+                                      NEW.kitchen_ticket_id);
+        END IF;
     END IF;
     IF NEW.ticket_type = 'void' THEN
         NEW.line_type := 'void';
@@ -186,8 +195,9 @@ END
 $$;
 
 COMMENT ON FUNCTION kitchen_ticketitem_before_write() IS
-    'BEFORE INSERT/UPDATE on kitchen_kitchenticketitem: fills ticket_type/is_reprint from the ticket when not given, '
-    'derives line_type from the ticket type (void tickets: ''void''; order/addition: ''item''; checker: as given, default ''item''), '
+    'BEFORE INSERT/UPDATE on kitchen_kitchenticketitem: fills ticket_type/is_reprint from the ticket when not given '
+    '(SQLSTATE 23503 naming kitchen_kitchenticketitem_kitchen_ticket_id_fkey if the ticket does not exist), derives '
+    'line_type from the ticket type (void tickets: ''void''; order/addition: ''item''; checker: as given, default ''item''), '
     'and defaults quantity to the bill item''s.';
 
 CREATE TRIGGER kitchen_kitchenticketitem_prepare

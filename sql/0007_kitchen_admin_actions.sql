@@ -136,12 +136,15 @@ BEGIN
 
     v_saved := kitchen_change_description();
     PERFORM kitchen_describe_change('manual_reset', p_actor, NULL, NULL, jsonb_strip_nulls(jsonb_build_object(
+        'previous_status', v_ticket.status,
         'previous_attempts', v_ticket.print_attempts,
         'previous_error_code', v_ticket.error_code,
         'previous_error', v_ticket.error_message)));
     UPDATE kitchen_kitchenticket
        SET status = 'new', print_attempts = 0, error_message = NULL, error_code = NULL,
-           printer_ip = NULL, printer_id = NULL, next_attempt_at = now()
+           printer_ip = NULL, printer_id = NULL, next_attempt_at = now(),
+           -- A stuck print may have reached paper: the next one carries a RETRY banner.
+           may_have_printed = may_have_printed OR status = 'printing'
      WHERE id = p_ticket_id
     RETURNING * INTO v_ticket;
     PERFORM kitchen_restore_change_description(v_saved);
@@ -151,10 +154,10 @@ $$;
 
 COMMENT ON FUNCTION kitchen_reset_ticket(bigint, text) IS
     'Puts a failed or stuck (''printing'') ticket back in the queue: status ''new'', print_attempts 0, error_message/error_code '
-    'and printer_ip/printer_id cleared, due now; logged ''manual_reset'' by p_actor. From ''printing'' the ticket gets '
-    'may_have_printed (its next print carries a RETRY banner). Returns the updated ticket. Errors: 22004 NULL ticket id; 22023 '
-    'blank actor; P0002 unknown ticket; 55000 (object_not_in_prerequisite_state) ticket printed (use kitchen_reprint) or '
-    'already new.';
+    'and printer_ip/printer_id cleared, due now; logged ''manual_reset'' by p_actor (metadata previous_status, '
+    'previous_attempts, previous_error_code, previous_error). From ''printing'' the ticket gets may_have_printed (its next '
+    'print carries a RETRY banner). Returns the updated ticket. Errors: 22004 NULL ticket id; 22023 blank actor; P0002 '
+    'unknown ticket; 55000 (object_not_in_prerequisite_state) ticket printed (use kitchen_reprint) or already new.';
 
 -- Mark printed ------------------------------------------------------------------------------------------
 CREATE FUNCTION kitchen_mark_printed(p_ticket_id bigint, p_actor text) RETURNS kitchen_kitchenticket
