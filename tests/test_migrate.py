@@ -183,3 +183,30 @@ def test_env_file_is_read(empty_database_url: str, tmp_path: Path) -> None:
     missing = run_cli("--env-file", str(tmp_path / "absent.env"), "migrate", env={})
     assert missing.returncode == 2
     assert "absent.env does not exist" in missing.stderr
+
+
+@pytest.mark.skipif(shutil.which("psql") is None, reason="psql is not installed")
+def test_a_dba_can_apply_every_file_with_psql(empty_database_url: str) -> None:
+    for path in sorted(SQL_DIR.glob("*.sql")):
+        result = subprocess.run(
+            [
+                "psql",
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "--single-transaction",
+                "-d",
+                empty_database_url,
+                "-f",
+                str(path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, f"{path.name}: {result.stderr}"
+    with psycopg.connect(empty_database_url) as conn:
+        row = conn.execute("SELECT to_regprocedure('kitchen_create_tickets(bigint,bigint[],text)')")
+        assert row.fetchone() != (None,)
