@@ -352,10 +352,12 @@ class RouteWorker:
     async def _drain(self) -> None:
         while not self.dispatcher.stopping.is_set():
             warm_up = self._warm_up()
-            jobs = await self.dispatcher.db.claim(self.route, CLAIM_BATCH)
-            # Never cancelled: a status answer arriving after a cancel would be read as the
-            # answer to the next request on that connection.
-            precheck = await warm_up if warm_up is not None else None
+            try:
+                jobs = await self.dispatcher.db.claim(self.route, CLAIM_BATCH)
+            finally:
+                # Awaited, never cancelled: a status answer arriving after a cancel would be
+                # read as the answer to the next request on that connection.
+                precheck = await warm_up if warm_up is not None else None
             if jobs:
                 await self._print(jobs, precheck)
             if len(jobs) < CLAIM_BATCH:
@@ -376,10 +378,14 @@ class RouteWorker:
         return None
 
     async def _check(self, printer: RoutePrinter) -> _Precheck:
+        """Never raises: tickets may already be claimed when its answer is read."""
         try:
             state = await self.dispatcher.links.check(PrinterAddress(printer.host, printer.port))
         except PrinterError as exc:
             return printer, exc
+        except Exception as exc:
+            self.log.exception("status check failed unexpectedly", printer=printer.printer_name)
+            return printer, PrinterError("io", f"status check failed: {exc}")
         return printer, describe_unprintable(state)
 
     async def _print(self, jobs: list[ClaimedJob], precheck: _Precheck | None = None) -> None:
