@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 # The embedded test/demo database runs from Debian's PostgreSQL server binaries.
 postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "PostgreSQL server binaries are missing; install them with: sudo apt-get install postgresql"; \
+	    exit 1; fi; \
 	  echo "Installing Debian's postgresql package (server binaries for the throwaway database)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
