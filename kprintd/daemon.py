@@ -28,6 +28,7 @@ log = structlog.get_logger("kprintd.daemon")
 
 RECONNECT_MAX_S = 15.0
 LISTENER_PING_S = 10.0
+LISTENER_PING_TIMEOUT_S = 5.0
 IDLE_PRINTER_CONNECTION_S = 5.0
 
 
@@ -102,8 +103,8 @@ class Daemon:
                     self.ready.set()
                     self.notifier.ready(f"listening; {self._backlog} ticket(s) waiting")
                 await self._pump(conn)
-            except psycopg.Error as exc:
-                self._database_state(False, str(exc).strip())
+            except (psycopg.Error, TimeoutError) as exc:
+                self._database_state(False, str(exc).strip() or "the database stopped answering")
             finally:
                 with contextlib.suppress(Exception):
                     await conn.close()
@@ -125,7 +126,7 @@ class Daemon:
                     return
             if loop.time() - last_ping >= LISTENER_PING_S:
                 # A silent network can leave a dead socket looking idle; a query proves it is not.
-                await conn.execute("SELECT 1")
+                await asyncio.wait_for(conn.execute("SELECT 1"), LISTENER_PING_TIMEOUT_S)
                 last_ping = loop.time()
 
     async def _sweep_forever(self) -> None:

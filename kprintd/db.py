@@ -21,6 +21,16 @@ from kprintd.config import Settings
 TICKET_CHANNEL = "kitchen_ticket_new"
 ALERT_CHANNEL = "kitchen_alert"
 
+# A database behind a dead network link must be noticed in seconds, not after the kernel's
+# quarter of an hour of retransmissions. (libpq ignores these on Unix sockets.)
+TCP_LIVENESS: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 15000,
+}
+
 
 @dataclass(frozen=True)
 class RouteKey:
@@ -90,7 +100,7 @@ def create_pool(settings: Settings, max_size: int) -> AsyncConnectionPool[AsyncC
         min_size=1,
         max_size=max_size,
         open=False,
-        kwargs={"autocommit": True, "application_name": "kprintd"},
+        kwargs={"autocommit": True, "application_name": "kprintd", **TCP_LIVENESS},
         name="kprintd",
         reconnect_timeout=0,
     )
@@ -191,6 +201,7 @@ async def open_listener(settings: Settings, channel: str) -> AsyncConnection[dic
         row_factory=dict_row,
         application_name="kprintd-listener",
         connect_timeout=5,
+        **TCP_LIVENESS,
     )
     await conn.execute(f"LISTEN {channel}")
     return conn
