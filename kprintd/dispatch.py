@@ -341,7 +341,8 @@ class RouteWorker:
             if wait_s <= 0:
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), min(wait_s, settings.sweep_interval_s))
+                async with asyncio.timeout(min(wait_s, settings.sweep_interval_s)):
+                    await self._wake.wait()
 
     async def _printers(self) -> list[RoutePrinter]:
         now = time.monotonic()

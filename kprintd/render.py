@@ -95,7 +95,42 @@ class PrintLayout:
 _PROFILE_CODEPAGES: dict[str, str] = {
     name: number for name, number in Dummy().profile.get_code_pages().items() if name != "Unknown"
 }
-_ENCODER = Encoder(_PROFILE_CODEPAGES)
+
+
+class _CharTable(dict[int, int]):
+    """python-escpos's character rule as a str.translate table, filled in as text is seen."""
+
+    def __init__(self, charmap: dict[str, int], default: int) -> None:
+        # ASCII is always itself, whatever a code page's table lists for it.
+        super().__init__((ord(char), byte) for char, byte in charmap.items() if ord(char) >= 128)
+        self._default = default
+
+    def __missing__(self, codepoint: int) -> int:
+        byte = codepoint if codepoint < 128 else self._default
+        self[codepoint] = byte
+        return byte
+
+
+class TableEncoder(Encoder):  # type: ignore[misc]
+    """python-escpos's Encoder with the same tables, encoding a line at a time.
+
+    The library encodes character by character in Python, which was the largest part of
+    rendering a ticket; the bytes are identical (tests/test_render.py compares them).
+    """
+
+    def __init__(self, codepages: dict[str, str]) -> None:
+        super().__init__(codepages)
+        self._tables: dict[tuple[str, str], _CharTable] = {}
+
+    def encode(self, text: str, encoding: str, defaultchar: str = "?") -> bytes:
+        table = self._tables.get((encoding, defaultchar))
+        if table is None:
+            charmap = self._get_codepage_char_map(encoding)
+            table = self._tables[encoding, defaultchar] = _CharTable(charmap, ord(defaultchar))
+        return text.translate(table).encode("latin-1")
+
+
+_ENCODER = TableEncoder(_PROFILE_CODEPAGES)
 
 
 def _codepage_key(name: str) -> str:

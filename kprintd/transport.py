@@ -73,9 +73,8 @@ class PrinterConnection:
     @classmethod
     async def open(cls, address: PrinterAddress, timeout: float) -> PrinterConnection:
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(address.host, address.port), timeout
-            )
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_connection(address.host, address.port)
         except TimeoutError:
             raise PrinterError(
                 "connect_timeout", f"no answer from {address} within {timeout:g} s"
@@ -95,7 +94,8 @@ class PrinterConnection:
 
     async def _read_status(self, timeout: float, *, after_send: bool) -> PrinterState:
         try:
-            answer = await asyncio.wait_for(self._reader.readexactly(4), timeout)
+            async with asyncio.timeout(timeout):
+                answer = await self._reader.readexactly(4)
         except TimeoutError:
             message = (
                 f"{self.address} did not confirm the ticket within {timeout:g} s "
@@ -128,7 +128,8 @@ class PrinterConnection:
     async def _write(self, data: bytes, timeout: float, *, after_send: bool) -> None:
         try:
             self._writer.write(data)
-            await asyncio.wait_for(self._writer.drain(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._writer.drain()
         except TimeoutError:
             raise PrinterError(
                 "send_timeout",
@@ -165,4 +166,5 @@ class PrinterConnection:
     async def close(self) -> None:
         self._writer.close()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._writer.wait_closed(), 1.0)
+            async with asyncio.timeout(1.0):
+                await self._writer.wait_closed()

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from escpos.magicencode import Encoder
 from escpos.printer import Dummy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,12 +18,15 @@ from hypothesis import strategies as st
 from kprintd.emulator import EmulatedPrinter
 from kprintd.escpos_decode import Command, DecodedJob, decode_jobs
 from kprintd.render import (
+    _ENCODER,
+    _PROFILE_CODEPAGES,
     PrintLayout,
     TicketDocument,
     TicketLine,
     render_ticket,
     resolve_codepage,
     sanitize_text,
+    supported_codepages,
     wrap,
 )
 from tests.ticket_samples import JAKARTA, ORDER, SAMPLES, SENT_AT
@@ -378,3 +382,15 @@ def test_arbitrary_pos_text_never_breaks_the_ticket(
         for line in job.lines:
             assert line.columns <= print_layout.chars_per_line, line.text
             assert all(g.char.isprintable() for g in line.glyphs), line.text
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(st.characters(codec="utf-8"), max_size=60),
+    codepage=st.sampled_from(supported_codepages()),
+)
+def test_the_line_encoder_gives_python_escpos_own_bytes(text: str, codepage: str) -> None:
+    # TableEncoder only changes how fast python-escpos's tables are applied, never the bytes.
+    library = Encoder(_PROFILE_CODEPAGES)
+    assert _ENCODER.encode(text, codepage) == library.encode(text, codepage)
+    assert _ENCODER.encode(text, codepage, "*") == library.encode(text, codepage, "*")
