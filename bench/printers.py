@@ -6,10 +6,11 @@ the DLE EOT status requests kprintd sends before and after each job:
 * "emulator": the project's EmulatedPrinter, unchanged, one child process per printer (ten in one
   Python process would serialize on its GIL, and the benchmark would measure that queue). It
   decodes every ticket onto paper, which costs it more CPU per ticket than kprintd spends.
-* "lean": one asyncio child for all printers that only tokenizes the stream (kprintd's own
-  StreamDecoder), answers status and notes each cut; "black_hole" accepts and never reads. The
-  verdicts are measured with these, so that they measure kprintd and PostgreSQL rather than the
-  emulators, which would share the same two cores.
+* "lean": one child for all printers, a thread per connection, that only tokenizes the stream
+  (kprintd's own StreamDecoder), answers status and notes each cut, stamped with the moment the
+  bytes carrying it arrived; "black_hole" accepts and never reads. The verdicts are measured with
+  these, so that they measure kprintd and PostgreSQL rather than the emulators, which would
+  share the same two cores.
 
 Each cut comes back as a line "<printer index> <ticket id> <received_at>" on the child's stdout;
 the ticket id is read from the footer every ticket carries ("Ticket #<id>"). received_at is
@@ -21,14 +22,13 @@ compares directly with the POS's commit times in the parent.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import errno
-import functools
 import itertools
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -204,7 +204,11 @@ def _serve_emulators(specs: Sequence[tuple[str, str, str]], reporter: _Reporter)
 
 
 class _LeanPrinters:
-    """The lean printers of one child: tokenize, answer status, report cuts; nothing else."""
+    """The lean printers of one child: tokenize, answer status, report cuts; nothing else.
+
+    A thread per connection blocked in recv(): the fewest steps between bytes arriving and
+    the answer going back, as a printer's firmware would do it.
+    """
 
     def __init__(self, specs: Sequence[tuple[str, str, str]], reporter: _Reporter) -> None:
         for _, _, fault in specs:
@@ -214,60 +218,74 @@ class _LeanPrinters:
         self._reporter = reporter
         self._state = PrinterState()
         self._footer = re.compile(TICKET_FOOTER.pattern.encode())
-        self._stopping = asyncio.Event()
-        self._connections: set[asyncio.StreamWriter] = set()
-        self._handlers: set[asyncio.Task[None]] = set()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
+        self._threads: list[threading.Thread] = []
 
-    async def run(self) -> None:
-        servers = [
-            await asyncio.start_server(functools.partial(self._serve, index), host, PRINTER_PORT)
-            for index, (_, host, _) in enumerate(self._specs)
-        ]
+    def run(self) -> None:
+        listeners = [socket.create_server((host, PRINTER_PORT)) for _, host, _ in self._specs]
+        for index, listener in enumerate(listeners):
+            self._start(self._accept, index, listener)
         print("ready", flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-        # Stop without cancelling handlers (Python 3.11 logs cancelled stream handlers as errors).
+        sys.stdin.read()  # until the parent closes our stdin (or dies)
         self._stopping.set()
-        for server in servers:
-            server.close()
-        for writer in list(self._connections):
-            writer.close()
-        await asyncio.gather(*self._handlers)
+        for listener in listeners:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+        with self._lock:
+            for conn in self._connections:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+        for thread in self._threads:
+            thread.join(5)
 
-    async def _serve(
-        self, index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
-        self._connections.add(writer)
+    def _start(self, target: Callable[..., None], *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _accept(self, index: int, listener: socket.socket) -> None:
+        while not self._stopping.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._lock:
+                self._connections.add(conn)
+            self._start(self._serve, index, conn)
+
+    def _serve(self, index: int, conn: socket.socket) -> None:
         try:
             if self._specs[index][2] == "black_hole":
                 # Accept, never read, never answer: the connection stays open until we stop.
-                await self._stopping.wait()
+                self._stopping.wait()
             else:
-                with contextlib.suppress(ConnectionError):
-                    await self._print(index, reader, writer)
+                with contextlib.suppress(OSError):
+                    self._print(index, conn)
         finally:
-            self._connections.discard(writer)
-            writer.close()
+            with self._lock:
+                self._connections.discard(conn)
+            conn.close()
 
-    async def _print(
-        self, index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    def _print(self, index: int, conn: socket.socket) -> None:
         decoder = StreamDecoder()
         text: list[bytes] = []
-        while data := await reader.read(65536):
+        while data := conn.recv(65536):
+            # A cut arrived when the bytes carrying it did, not when this Python reached it.
+            arrived_at = time.monotonic()
             for event in decoder.feed(data):
                 if isinstance(event, Text):
                     text.append(event.raw)
                 elif isinstance(event, Command) and event.name == "DLE EOT":
-                    writer.write(build_status_response(event.params[0], self._state))
+                    conn.sendall(build_status_response(event.params[0], self._state))
                 elif isinstance(event, Command) and event.name in CUT_COMMANDS:
-                    received_at = time.monotonic()
                     match = self._footer.search(b"".join(text))
                     text.clear()
                     ticket_id = match[1].decode() if match else "-1"
-                    self._reporter.cut(index, ticket_id, received_at)
+                    self._reporter.cut(index, ticket_id, arrived_at)
 
 
 def _spec(text: str) -> tuple[str, str, str]:
@@ -283,7 +301,7 @@ def main(argv: list[str]) -> int:
         if kind == "emulator":
             _serve_emulators(specs, reporter)
         else:
-            asyncio.run(_LeanPrinters(specs, reporter).run())
+            _LeanPrinters(specs, reporter).run()
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             return EXIT_ADDRESS_IN_USE
