@@ -254,6 +254,9 @@ def wrap(text: str, width: int, indent: int = 0) -> list[str]:
     so even pathological prefixes leave room for text). Every returned line is at
     most ``width`` characters; ``text`` must be sanitized (one column per char).
     """
+    if len(text) <= width and text.isprintable() and text[-1:].strip():
+        # Most ticket lines already fit: textwrap would hand back the same single line.
+        return [text]
     lines = textwrap.wrap(
         text,
         width=width,

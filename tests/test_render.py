@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import string
+import textwrap
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -297,6 +298,23 @@ def test_wrap_never_exceeds_the_width() -> None:
             rows = wrap("a " + "b" * 50 + " cc-dd-ee ffff", width, indent)
             assert all(len(row) <= width for row in rows)
             assert "".join(rows).replace(" ", "") == ("a" + "b" * 50 + "cc-dd-eeffff")
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    text=st.text(st.sampled_from([" ", "a", "b", "-", "\t", "\n", "é"]), max_size=40),
+    width=st.integers(1, 48),
+    indent=st.integers(0, 30),
+)
+def test_wrap_is_textwrap_with_a_shortcut(text: str, width: int, indent: int) -> None:
+    reference = textwrap.wrap(
+        text,
+        width=width,
+        subsequent_indent=" " * min(indent, width // 2),
+        break_long_words=True,
+        break_on_hyphens=True,
+    )
+    assert wrap(text, width, indent) == (reference or [""])
 
 
 # --------------------------------------------------------------------------- property test
