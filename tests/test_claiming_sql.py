@@ -94,7 +94,8 @@ def test_leaves_the_callers_description_as_it_found_it(
     with psycopg.connect(database_url) as caller:
         if described:
             caller.execute(
-                "SELECT kitchen_describe_change('manual_reset', 'admin:alice', 7, 'x', '{\"a\": 1}')"
+                "SELECT kitchen_describe_change('manual_reset', 'admin:alice', 7, 'x', %s)",
+                ('{"a": 1}',),
             )
         before = caller.execute("SELECT kitchen_change_description()").fetchone()
         assert caller.execute(CLAIM, ("daemon-a", brand, "kitchen", 1)).fetchall()
@@ -105,9 +106,7 @@ def test_leaves_the_callers_description_as_it_found_it(
     assert (before[0]["actor"] == "admin:alice") is described
 
 
-def test_refuses_to_claim_without_a_daemon_id(
-    conn: Conn, kitchen: tuple[UUID, list[int]]
-) -> None:
+def test_refuses_to_claim_without_a_daemon_id(conn: Conn, kitchen: tuple[UUID, list[int]]) -> None:
     brand, tickets = kitchen
     for daemon in ("", "   ", None):
         with pytest.raises(errors.InvalidParameterValue, match="daemon id is required"):
