@@ -253,13 +253,24 @@ class Dispatcher:
         return backlog
 
     async def alert(
-        self, kind: str, severity: str, message: str, route: RouteKey, printer: RoutePrinter | None
+        self,
+        kind: str,
+        severity: str,
+        message: str,
+        route: RouteKey,
+        printer: RoutePrinter | None,
+        **extra: Any,
     ) -> None:
-        """One alert on kitchen_alert; losing an alert must never stop printing."""
+        """One alert on kitchen_alert; losing an alert must never stop printing.
+
+        Printing raises them (`source` "print"), as the health monitor does from its checks
+        (`source` "health_check"), with the same fields where both know them.
+        """
         details: dict[str, Any] = {
             "station": route.station,
             "brand_id": route.brand_id,
             "store_id": route.store_id,
+            "source": "print",
         }
         if printer is not None:
             details |= {
@@ -267,6 +278,7 @@ class Dispatcher:
                 "printer": printer.printer_name,
                 "printer_address": f"{printer.host}:{printer.port}",
             }
+        details |= extra
         emit = log.info if severity == "info" else log.warning
         emit("alert", alert=kind, severity=severity, station=route.station, message=message)
         try:
@@ -479,6 +491,7 @@ class RouteWorker:
                 "one is configured in kitchen_stationprinter.",
                 self.route,
                 None,
+                reason="no_printer",
             )
 
     async def _try_printer(
@@ -573,6 +586,7 @@ class RouteWorker:
                 f"{exc.message}. Its tickets go to a backup printer if there is one.",
                 self.route,
                 printer,
+                error_code=exc.code,
             )
 
     async def _record(self, results: list[dict[str, Any]], failures: list[dict[str, Any]]) -> None:

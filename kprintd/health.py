@@ -436,6 +436,7 @@ class HealthMonitor:
                 "brand_id": key.brand_id,
                 "store_id": key.store_id,
                 "printers": [p.printer_name for p in printers],
+                "source": "health_check",
             }
             if not working and key not in self._stations_down:
                 self._stations_down.add(key)

@@ -286,6 +286,8 @@ def test_station_without_printer_fails_once_with_no_printer(
     kinds = Counter(a["type"] for a in alerts)
     assert kinds["station_unroutable"] == 1
     assert kinds["ticket_failed"] == 3
+    (unroutable,) = (a for a in alerts if a["type"] == "station_unroutable")
+    assert (unroutable["station"], unroutable["reason"]) == ("grill", "no_printer")
 
 
 def test_two_daemons_print_each_ticket_exactly_once(

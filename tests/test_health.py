@@ -277,8 +277,13 @@ def test_a_print_failure_and_a_failed_check_announce_the_outage_once(
         seen = len(wait_for_checks(database_url, "primary", 2))
         primary.set_fault(FaultMode.NONE)
         checks_after(database_url, "primary", seen, 2)
-        kinds = [(a["type"], a.get("printer")) for a in received_alerts(alerts)]
+        received = received_alerts(alerts)
+        kinds = [(a["type"], a.get("printer")) for a in received]
     assert kinds == [("printer_down", "primary"), ("printer_recovered", "primary")]
+    down, recovered = received
+    assert (down["source"], down["error_code"]) == ("print", "connection_refused")
+    assert down["printer_id"] == printer_id(database_url, "primary")
+    assert recovered["source"] == "health_check"
 
 
 # --- Retention ------------------------------------------------------------------------------------
