@@ -60,6 +60,7 @@ class RoutePrinter:
     large_item_font: bool
     codepage: str
     cut_mode: str
+    time_zone: str | None = None  # IANA name; None: the zone of the machine running kprintd
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ class Database:
             cur = await conn.execute(
                 "SELECT printer_id, printer_name, host(printer_ip), printer_port, priority,"
                 " paper_width_mm, chars_per_line, header_line, buzzer, copies, large_item_font,"
-                " codepage, cut_mode FROM kitchen_route_printers(%s, %s, %s)",
+                " codepage, cut_mode, time_zone FROM kitchen_route_printers(%s, %s, %s)",
                 (route.brand_id, route.store_id, route.station),
             )
             rows = await cur.fetchall()

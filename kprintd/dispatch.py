@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
 import structlog
@@ -88,6 +90,19 @@ def ticket_from_document(document: dict[str, Any]) -> TicketDocument:
     )
 
 
+@functools.cache
+def time_zone(name: str | None) -> ZoneInfo | None:
+    """The zone a template names; None (the machine's zone) when it names none or one this
+    machine's time zone database lacks: the time on paper must never cost the ticket."""
+    if name is None:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        log.warning("unknown time zone in print template; using the machine's", time_zone=name)
+        return None
+
+
 def layout_for(printer: RoutePrinter) -> PrintLayout:
     """The printer's layout; a template naming an unknown codepage falls back to CP437.
 
@@ -102,6 +117,7 @@ def layout_for(printer: RoutePrinter) -> PrintLayout:
         large_item_font=printer.large_item_font,
         header_line=printer.header_line,
         cut=printer.cut_mode,
+        timezone=time_zone(printer.time_zone),
     )
     try:
         return layout(codepage=printer.codepage)

@@ -520,7 +520,8 @@ def test_print_template_of_the_station_shapes_the_ticket(
     query(
         database_url,
         "INSERT INTO kitchen_printtemplate (brand_id, station_code, header_line, buzzer, copies,"
-        " cut_mode) VALUES (%s, 'dessert', 'Warung Test - Dessert', true, 2, 'full')",
+        " cut_mode, time_zone)"
+        " VALUES (%s, 'dessert', 'Warung Test - Dessert', true, 2, 'full', 'Asia/Jayapura')",
         (restaurant.brand_id,),
     )
     query(
@@ -530,11 +531,18 @@ def test_print_template_of_the_station_shapes_the_ticket(
         (restaurant.brand_id,),
     )
     with running_daemon(database_url):
-        restaurant.send("dessert", "kitchen")
+        ticket_ids = restaurant.send("dessert", "kitchen")
         wait_until(lambda: len(dessert.tickets()) == 2 and len(kitchen.tickets()) == 1)
     first, second = dessert.tickets()
     assert first.text == second.text, "two identical copies"
     assert "Warung Test - Dessert" in first.text
+    sent_in_jayapura = query(
+        database_url,
+        "SELECT to_char(created_at AT TIME ZONE 'Asia/Jayapura', 'HH24:MI') AS hhmm"
+        " FROM kitchen_kitchenticket WHERE id = ANY(%s) AND printer_target = 'dessert'",
+        (ticket_ids,),
+    )[0]["hhmm"]
+    assert f"Sent {sent_in_jayapura}" in first.text, "the time is the template's zone's"
     assert first.cut == "full"
     assert b"\x1bB" in first.raw or b"\x1b(A" in first.raw, "the buzzer sounds"
     (plain,) = kitchen.tickets()
