@@ -7,8 +7,9 @@ this module only calls the functions defined there and maps their rows to Python
 from __future__ import annotations
 
 import json
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -61,6 +62,15 @@ class RoutePrinter:
     codepage: str
     cut_mode: str
     time_zone: str | None = None  # IANA name; None: the zone of the machine running kprintd
+    # Its current or next maintenance window as time.monotonic() instants; None: none planned.
+    maintenance_from: float | None = None
+    maintenance_until: float | None = None
+
+    def in_maintenance(self, at: float) -> bool:
+        """Is `at` (a time.monotonic() instant) inside the printer's maintenance window?"""
+        if self.maintenance_from is None or self.maintenance_until is None:
+            return False
+        return self.maintenance_from <= at < self.maintenance_until
 
 
 @dataclass(frozen=True)
@@ -136,11 +146,23 @@ class Database:
             cur = await conn.execute(
                 "SELECT printer_id, printer_name, host(printer_ip), printer_port, priority,"
                 " paper_width_mm, chars_per_line, header_line, buzzer, copies, large_item_font,"
-                " codepage, cut_mode, time_zone FROM kitchen_route_printers(%s, %s, %s)",
+                " codepage, cut_mode, time_zone,"
+                # Seconds from the server's now, so the daemon's clock may differ from its own.
+                " extract(epoch FROM maintenance_from - now())::float8,"
+                " extract(epoch FROM maintenance_until - now())::float8"
+                " FROM kitchen_route_printers(%s, %s, %s)",
                 (route.brand_id, route.store_id, route.station),
             )
             rows = await cur.fetchall()
-        return [RoutePrinter(*row) for row in rows]
+        now = time.monotonic()
+        return [
+            replace(
+                RoutePrinter(*row[:14]),
+                maintenance_from=None if row[14] is None else now + row[14],
+                maintenance_until=None if row[15] is None else now + row[15],
+            )
+            for row in rows
+        ]
 
     async def finish(
         self, results: list[dict[str, Any]], printer_failures: list[dict[str, Any]]

@@ -14,7 +14,7 @@ import functools
 import random
 import time
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -331,6 +331,7 @@ class RouteWorker:
         self._wake = asyncio.Event()
         self._unroutable = False
         self._db_down = False
+        self._on_hold = False
         self._printer_list: tuple[float, list[RoutePrinter]] | None = None
         self.log = log.bind(station=route.station, brand_id=str(route.brand_id))
 
@@ -347,8 +348,11 @@ class RouteWorker:
         while not stopping.is_set():
             self._wake.clear()
             try:
-                await self._drain()
+                hold_s = await self._drain()
                 wait_s = await self.dispatcher.db.seconds_until_due(self.route)
+                if hold_s is not None and wait_s is not None:
+                    # Look again now and then: a window may be cancelled or cut short.
+                    wait_s = max(wait_s, min(hold_s, PRINTER_LIST_TTL_S))
                 if self._db_down:
                     self._db_down = False
                     self.log.info("database reachable again")
@@ -378,9 +382,19 @@ class RouteWorker:
             self._printer_list = (now, await self.dispatcher.db.route_printers(self.route))
         return self._printer_list[1]
 
-    async def _drain(self) -> None:
+    async def _drain(self) -> float | None:
+        """Print what is due, a batch at a time. Returns how long the route is on hold (every
+        printer in planned maintenance: its tickets wait unclaimed), or None."""
         while not self.dispatcher.stopping.is_set():
-            warm_up = self._warm_up()
+            configured = await self._printers()
+            now = time.monotonic()
+            printers = [p for p in configured if not p.in_maintenance(now)]
+            if configured and not printers:
+                return await self._hold(configured, now)
+            if self._on_hold:
+                self._on_hold = False
+                self.log.info("maintenance over; printing again")
+            warm_up = self._warm_up(printers)
             try:
                 jobs = await self.dispatcher.db.claim(self.route, CLAIM_BATCH)
             finally:
@@ -388,20 +402,41 @@ class RouteWorker:
                 # read as the answer to the next request on that connection.
                 precheck = await warm_up if warm_up is not None else None
             if jobs:
-                await self._print(jobs, precheck)
+                await self._print(jobs, printers, precheck)
             if len(jobs) < CLAIM_BATCH:
-                return
+                return None
+        return None
 
-    def _warm_up(self) -> asyncio.Task[_Precheck] | None:
+    async def _hold(self, printers: list[RoutePrinter], now: float) -> float:
+        """Every printer of the route is in maintenance: announce it once; returns the seconds
+        until the first window ends."""
+        hold_s = min(p.maintenance_until or now for p in printers) - now
+        if not self._on_hold:
+            self._on_hold = True
+            first = printers[0]
+            ends = (datetime.now(UTC) + timedelta(seconds=hold_s)).astimezone(
+                time_zone(first.time_zone)
+            )
+            await self.dispatcher.alert(
+                "station_in_maintenance",
+                "warning",
+                f"Every printer of station '{self.route.station}' is in planned maintenance "
+                f"until {ends:%H:%M}: its tickets wait and print when the first one is back.",
+                self.route,
+                None,
+                until=ends.isoformat(),
+                printers=[p.printer_name for p in printers],
+            )
+        return hold_s
+
+    def _warm_up(self, printers: list[RoutePrinter]) -> asyncio.Task[_Precheck] | None:
         """Ask the route's first healthy printer for its status while the claim is in flight.
 
         The two round trips overlap, so the status request no longer sits between the commit
         and the paper. Only printers whose breaker is closed qualify: probes stay with tickets.
         """
-        if self._printer_list is None:
-            return None
         board = self.dispatcher.board
-        for printer in self._printer_list[1]:
+        for printer in printers:
             if board.breaker(printer.printer_id).state is BreakerState.CLOSED:
                 return asyncio.create_task(self._check(printer))
         return None
@@ -417,7 +452,14 @@ class RouteWorker:
             return printer, PrinterError("io", f"status check failed: {exc}")
         return printer, describe_unprintable(state)
 
-    async def _print(self, jobs: list[ClaimedJob], precheck: _Precheck | None = None) -> None:
+    async def _print(
+        self,
+        jobs: list[ClaimedJob],
+        printers: list[RoutePrinter],
+        precheck: _Precheck | None = None,
+    ) -> None:
+        """Print claimed `jobs` on the first of `printers` (those not in maintenance) that
+        takes them, then record every outcome."""
         dispatcher = self.dispatcher
         attempts: list[_Attempt] = []
         for job in jobs:
@@ -435,7 +477,6 @@ class RouteWorker:
                         attempt, "empty_ticket", "the ticket has no items", retryable=False
                     )
             attempts.append(attempt)
-        printers = await self._printers()
         failures: list[dict[str, Any]] = []
         if dispatcher.stopping.is_set():
             for attempt in attempts:
