@@ -65,6 +65,8 @@ class RoutePrinter:
     # Its current or next maintenance window as time.monotonic() instants; None: none planned.
     maintenance_from: float | None = None
     maintenance_until: float | None = None
+    # False: the printer never answers DLE EOT; send without asking, confirmed by the write alone.
+    answers_status: bool = True
 
     def in_maintenance(self, at: float) -> bool:
         """Is `at` (a time.monotonic() instant) inside the printer's maintenance window?"""
@@ -149,7 +151,7 @@ class Database:
                 " codepage, cut_mode, time_zone,"
                 # Seconds from the server's now, so the daemon's clock may differ from its own.
                 " extract(epoch FROM maintenance_from - now())::float8,"
-                " extract(epoch FROM maintenance_until - now())::float8"
+                " extract(epoch FROM maintenance_until - now())::float8, answers_status"
                 " FROM kitchen_route_printers(%s, %s, %s)",
                 (route.brand_id, route.store_id, route.station),
             )
@@ -160,6 +162,7 @@ class Database:
                 RoutePrinter(*row[:14]),
                 maintenance_from=None if row[14] is None else now + row[14],
                 maintenance_until=None if row[15] is None else now + row[15],
+                answers_status=row[16],
             )
             for row in rows
         ]

@@ -170,6 +170,9 @@ class PrinterLinks:
         address = PrinterAddress(printer.host, printer.port)
         slot = self._slot(address)
         async with slot.lock:
+            if not printer.answers_status:
+                await self._send_unconfirmed(slot, address, data)
+                return
             try:
                 # Ask first unless the warm-up just did: a ticket sent to a printer that died
                 # since its last job would have to be reprinted elsewhere with a RETRY banner.
@@ -188,6 +191,30 @@ class PrinterLinks:
             except PrinterError:
                 await self._drop(slot)
                 raise
+
+    async def _send_unconfirmed(
+        self, slot: _PrinterSlot, address: PrinterAddress, data: bytes
+    ) -> None:
+        """One fresh connection per job, closed after it: without a status reply, a connection
+        the printer dropped while idle cannot be told from a live one, and raw-port print
+        servers expect one job per connection."""
+        await self._drop(slot)
+        connection = await PrinterConnection.open(address, self._settings.printer_connect_timeout_s)
+        try:
+            await connection.send_unconfirmed(data, self._settings.printer_send_timeout_s)
+        finally:
+            await connection.close()
+
+    async def reach(self, address: PrinterAddress) -> None:
+        """Connect and hang up, on the printer's slot: all a check can ask of a printer that
+        never answers status requests. Raises PrinterError when it cannot be reached."""
+        slot = self._slot(address)
+        async with slot.lock:
+            await self._drop(slot)
+            connection = await PrinterConnection.open(
+                address, self._settings.printer_connect_timeout_s
+            )
+            await connection.close()
 
     async def check(self, address: PrinterAddress) -> PrinterState:
         """The printer's real-time status, asked on its own slot: never while it is printing.
@@ -438,6 +465,8 @@ class RouteWorker:
         board = self.dispatcher.board
         for printer in printers:
             if board.breaker(printer.printer_id).state is BreakerState.CLOSED:
+                if not printer.answers_status:
+                    return None  # nothing to ask it
                 return asyncio.create_task(self._check(printer))
         return None
 

@@ -207,6 +207,7 @@ class EmulatedPrinter:
         keep_data_while_unready: bool = True,
         hold_limit: int = 1 << 20,
         receive_buffer: int | None = None,
+        answers_status: bool = True,
     ) -> None:
         self.name = name
         self.host = check_loopback(host)
@@ -217,6 +218,8 @@ class EmulatedPrinter:
         self.keep_data_while_unready = keep_data_while_unready
         self.hold_limit = hold_limit
         self.receive_buffer = receive_buffer
+        # False: like many cheap printers and raw-port print servers, never answer DLE EOT.
+        self.answers_status = answers_status
         self._fault = fault if isinstance(fault, Fault) else Fault(fault)
         self._state = state or PrinterState()
         self._lock = threading.Lock()
@@ -610,6 +613,8 @@ class _Session:
         if n not in tuple(StatusRequest):
             return b""
         self.printer._count(status=1)
+        if not self.printer.answers_status:
+            return b""
         return build_status_response(n, self.printer.state)
 
     def _release_held(self) -> None:
@@ -831,6 +836,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cover-open", action="append", default=[], metavar="NAME")
     parser.add_argument("--offline", action="append", default=[], metavar="NAME")
     parser.add_argument(
+        "--no-status",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="this printer never answers status requests (DLE EOT), like many print servers",
+    )
+    parser.add_argument(
         "--drop-while-unready",
         action="store_true",
         help="discard data received while a printer cannot print instead of printing it later",
@@ -909,6 +921,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(set(names)) != len(names):
         _say("error: printer names must be unique")
         return 2
+    unknown = sorted(set(args.no_status) - set(names))
+    if unknown:
+        _say(f"error: --no-status names no printer: {', '.join(unknown)}")
+        return 2
     printers: dict[str, EmulatedPrinter] = {}
     echo = _echo(threading.Lock())
     stop = threading.Event()
@@ -924,6 +940,7 @@ def main(argv: list[str] | None = None) -> int:
                     out_dir=args.out,
                     png=args.png,
                     keep_data_while_unready=not args.drop_while_unready,
+                    answers_status=spec.name not in args.no_status,
                 )
                 if not args.quiet:
                     printer.add_listener(echo)

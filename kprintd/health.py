@@ -4,7 +4,9 @@ Owns the daemon's health task. Every `health_interval_s` it upserts the daemon's
 every active printer of the daemon's scope for its real-time status (Dispatcher.links.check: on
 the printer's own connection slot, never while it prints; all printers at once, each bounded by
 the printer timeouts), records one kitchen_printerhealthcheck row per printer, and prunes health
-rows past their retention in small batches (sql/0020_printer_health.sql).
+rows past their retention in small batches (sql/0020_printer_health.sql). A printer marked as never
+answering status requests (kitchen_stationprinter.answers_status = false) is only connected to;
+one inside a planned maintenance window is not checked at all (sql/0023).
 
 It also owns what the daemon announces about printers and stations. The circuit breakers of
 Dispatcher.board are the one shared record of "is this printer down": a check that says a printer
@@ -104,6 +106,12 @@ def observe_state(state: PrinterState, response_time_ms: int) -> Observation:
     )
 
 
+def observe_reached(response_time_ms: int) -> Observation:
+    """A printer that never answers status requests took the connection: online, and nothing
+    more is known (kitchen_printer_state(): no_status)."""
+    return Observation(is_online=True, response_time_ms=response_time_ms, paper_status="unknown")
+
+
 def observe_error(error: PrinterError) -> Observation:
     """A printer that could not be asked. One that took the connection but did not answer the
     status request is online with an unknown status (many cheap printers never answer); one that
@@ -167,6 +175,7 @@ class HealthTarget:
     brand_id: uuid.UUID
     store_id: uuid.UUID | None
     station: str
+    answers_status: bool = True
 
     @property
     def address(self) -> PrinterAddress:
@@ -215,8 +224,8 @@ class HealthStore:
         brand_ids, store_id = scope_args(self._settings)
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT printer_id, printer_name, host, port, brand_id, store_id, station"
-                " FROM kitchen_health_printers(%s, %s)",
+                "SELECT printer_id, printer_name, host, port, brand_id, store_id, station,"
+                " answers_status FROM kitchen_health_printers(%s, %s)",
                 (brand_ids, store_id),
             )
             rows = await cur.fetchall()
@@ -347,8 +356,11 @@ class HealthMonitor:
         if not targets:
             return
         addresses = sorted({t.address for t in targets}, key=str)
+        # One row saying the printer never answers is enough not to keep it busy waiting.
+        mute = {t.address for t in targets if not t.answers_status}
         results = await asyncio.gather(
-            *(self._check(address) for address in addresses), return_exceptions=True
+            *(self._check(address, address not in mute) for address in addresses),
+            return_exceptions=True,
         )
         by_address: dict[PrinterAddress, Observation] = {}
         for address, result in zip(addresses, results, strict=True):
@@ -364,9 +376,12 @@ class HealthMonitor:
                 await self._printer_state(target, state, checks[target.printer_id])
         await self._station_states(targets)
 
-    async def _check(self, address: PrinterAddress) -> Observation:
+    async def _check(self, address: PrinterAddress, answers_status: bool) -> Observation:
         started = time.monotonic()
         try:
+            if not answers_status:
+                await self.dispatcher.links.reach(address)
+                return observe_reached(int((time.monotonic() - started) * 1000))
             state = await self.dispatcher.links.check(address)
         except PrinterError as exc:
             return observe_error(exc)

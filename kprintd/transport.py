@@ -1,8 +1,9 @@
 """Printer transport: one TCP connection to a raw-port (9100) ESC/POS printer, with timeouts.
 
 Owns connecting, asking the printer for its real-time status (DLE EOT 1-4), sending ticket bytes
-and telling the caller precisely what went wrong, including whether paper may already have been
-printed. It knows nothing of tickets or the database.
+(confirmed by a status reply, or unconfirmed to a printer that never answers one) and telling the
+caller precisely what went wrong, including whether paper may already have been printed. It knows
+nothing of tickets or the database.
 """
 
 from __future__ import annotations
@@ -154,6 +155,15 @@ class PrinterConnection:
         state = await self._read_status(timeout, after_send=True)
         self._note(state)
         return state
+
+    async def send_unconfirmed(self, data: bytes, timeout: float) -> None:
+        """Send `data` to a printer that never answers status requests.
+
+        Done once the connection has taken every byte: nothing more can be known of such a
+        printer, not even whether it read them. Close the connection after the job.
+        """
+        await self._write(data, timeout, after_send=True)
+        self.last_used = time.monotonic()
 
     def _note(self, state: PrinterState) -> None:
         self.last_used = time.monotonic()

@@ -1,5 +1,7 @@
--- 0023 Planned maintenance windows for printers (the spec's Phase 2 "StationPrinterSchedule").
+-- 0023 When and how kprintd may use a printer: planned maintenance windows (the spec's Phase 2
+-- "StationPrinterSchedule"), and printers that never answer a status request.
 --
+-- 1. Maintenance windows.
 -- A manager or IT person books a window in which a printer must not be used: a technician swaps
 -- the cutter, the bar is rebuilt, the printer moves. During the window:
 --   * the daemon does not send it tickets: they go to the station's other printers, in priority
@@ -13,7 +15,23 @@
 --   INSERT INTO kitchen_stationprinterschedule (printer_id, starts_at, ends_at, reason, created_by)
 --   VALUES (3, '2026-11-26 15:00+07', '2026-11-26 15:45+07', 'cutter replaced', 'it:andi');
 --
+-- 2. Printers without status replies. kprintd asks a printer for its real-time status (DLE EOT)
+-- before a ticket and after it, which proves the printer read every byte and can print. Some
+-- printers and network print servers never answer; until now kprintd treated them as down.
+-- kitchen_stationprinter.answers_status = false sends their tickets without asking: a ticket
+-- counts as printed once the printer's connection took every byte, one connection per batch,
+-- closed after it. Such a printer's paper out or open cover cannot be seen, so give it a backup
+-- that answers if the station matters; its health check only connects.
+--
 -- Apply with kprintd migrate, or by hand: psql -v ON_ERROR_STOP=1 --single-transaction -f <file>
+
+ALTER TABLE kitchen_stationprinter ADD COLUMN answers_status BOOLEAN NOT NULL DEFAULT TRUE;
+
+COMMENT ON COLUMN kitchen_stationprinter.answers_status IS
+    'kprintd: false for a printer (or print server) that never answers DLE EOT status requests. Its '
+    'tickets are then sent without asking and count as printed once its connection took every byte; '
+    'paper out, an open cover or a jam cannot be detected on it, and its health check only connects. '
+    'Default true: status is asked before and after every ticket.';
 
 CREATE TABLE kitchen_stationprinterschedule (
     id          BIGSERIAL PRIMARY KEY,
@@ -87,7 +105,8 @@ RETURNS TABLE (
     cut_mode          text,
     time_zone         text,
     maintenance_from  timestamptz,
-    maintenance_until timestamptz
+    maintenance_until timestamptz,
+    answers_status    boolean
 )
 LANGUAGE sql STABLE AS $$
     SELECT sp.id, sp.printer_name, sp.printer_ip, coalesce(sp.printer_port, 9100),
@@ -96,7 +115,7 @@ LANGUAGE sql STABLE AS $$
            tpl.header_line, coalesce(tpl.buzzer, false), coalesce(tpl.copies, 1),
            coalesce(tpl.large_item_font, true), coalesce(tpl.codepage, 'CP437'),
            coalesce(tpl.cut_mode, 'partial'), tpl.time_zone,
-           mw.starts_at, mw.ends_at
+           mw.starts_at, mw.ends_at, sp.answers_status
     FROM kitchen_stationprinter sp
     LEFT JOIN LATERAL (
         SELECT t.*
@@ -119,22 +138,27 @@ COMMENT ON FUNCTION kitchen_route_printers(uuid, uuid, text) IS
     'to try them (priority, store-specific before brand-wide), with their ticket layout (from the '
     'most specific kitchen_printtemplate row, time_zone NULL = the daemon machine''s zone) and '
     'their current or next maintenance window (maintenance_from/maintenance_until, NULL when none '
-    'is planned; from kitchen_printer_maintenance()). The daemon skips a printer inside its window.';
+    'is planned; from kitchen_printer_maintenance()). The daemon skips a printer inside its window. '
+    'answers_status false: send without asking the printer''s status.';
 
--- Health checks leave a printer in maintenance alone (same result columns: replace) ----------------
-CREATE OR REPLACE FUNCTION kitchen_health_printers(p_brand_ids uuid[] DEFAULT NULL, p_store_id uuid DEFAULT NULL)
+-- Health checks leave a printer in maintenance alone, and only connect to one that never answers
+-- its status (a new result column: drop, create) ---------------------------------------------------
+DROP FUNCTION kitchen_health_printers(uuid[], uuid);
+
+CREATE FUNCTION kitchen_health_printers(p_brand_ids uuid[] DEFAULT NULL, p_store_id uuid DEFAULT NULL)
 RETURNS TABLE (
-    printer_id   bigint,
-    printer_name text,
-    host         text,
-    port         integer,
-    brand_id     uuid,
-    store_id     uuid,
-    station      text
+    printer_id     bigint,
+    printer_name   text,
+    host           text,
+    port           integer,
+    brand_id       uuid,
+    store_id       uuid,
+    station        text,
+    answers_status boolean
 )
     LANGUAGE sql STABLE AS $$
     SELECT sp.id, sp.printer_name, host(sp.printer_ip), coalesce(sp.printer_port, 9100),
-           sp.brand_id, sp.store_id, kitchen_normalize_station(sp.station_code)
+           sp.brand_id, sp.store_id, kitchen_normalize_station(sp.station_code), sp.answers_status
     FROM kitchen_stationprinter sp
     WHERE coalesce(sp.is_active, true)
       AND (coalesce(cardinality(p_brand_ids), 0) = 0 OR sp.brand_id = ANY (p_brand_ids))
@@ -147,9 +171,9 @@ $$;
 COMMENT ON FUNCTION kitchen_health_printers(uuid[], uuid) IS
     'The active printers a daemon of this scope checks (p_brand_ids NULL or empty = every brand; '
     'p_store_id NULL = every store, otherwise that store''s printers and the brand-wide ones), with '
-    'their address and normalized station code. Printers inside a maintenance window '
-    '(kitchen_stationprinterschedule) are left out: nobody is alerted about a printer unplugged on '
-    'purpose.';
+    'their address, normalized station code and whether they answer status requests (false: the '
+    'check only connects). Printers inside a maintenance window (kitchen_stationprinterschedule) are '
+    'left out: nobody is alerted about a printer unplugged on purpose.';
 
 -- Views ------------------------------------------------------------------------------------------------
 CREATE VIEW kitchen_printer_maintenance AS
@@ -221,7 +245,8 @@ SELECT sp.id AS printer_id,
        sp.last_error_message,
        coalesce(sp.total_prints, 0) AS total_prints,
        coalesce(sp.failed_prints, 0) AS failed_prints,
-       mw.ends_at AS maintenance_until
+       mw.ends_at AS maintenance_until,
+       sp.answers_status
 FROM kitchen_stationprinter sp
 LEFT JOIN LATERAL (SELECT m.ends_at FROM kitchen_printer_maintenance(sp.id) m
                    WHERE m.starts_at <= now()) mw ON true
@@ -242,4 +267,5 @@ COMMENT ON VIEW kitchen_printer_status IS
     '(last_error_at/last_error_message) and lifetime counters total_prints (printed) and failed_prints '
     '(attempts that failed on it, failover included). maintenance_until: the end of the maintenance '
     'window the printer is in now (NULL when none; it gets no tickets and no checks until then; the '
-    'health columns are from before it).';
+    'health columns are from before it). answers_status: false for a printer checked by connecting '
+    'only (its state is then no_status or offline).';
