@@ -19,7 +19,15 @@ import psycopg
 import structlog
 
 from kprintd.config import Settings
-from kprintd.db import TICKET_CHANNEL, Database, RouteKey, create_pool, in_scope, open_listener
+from kprintd.db import (
+    PRINTERS_CHANNEL,
+    TICKET_CHANNEL,
+    Database,
+    RouteKey,
+    create_pool,
+    in_scope,
+    open_listener,
+)
 from kprintd.dispatch import Dispatcher
 from kprintd.health import HealthMonitor
 from kprintd.sdnotify import SystemdNotifier, watchdog_interval_s
@@ -88,7 +96,7 @@ class Daemon:
         delay = 0.1
         while not self.stop_requested.is_set():
             try:
-                conn = await open_listener(self.settings, TICKET_CHANNEL)
+                conn = await open_listener(self.settings, TICKET_CHANNEL, PRINTERS_CHANNEL)
             except psycopg.OperationalError as exc:
                 self._database_state(False, str(exc).strip())
                 await self._sleep(delay * random.uniform(0.5, 1.5))
@@ -96,6 +104,8 @@ class Daemon:
                 continue
             try:
                 # LISTEN first, then scan: a ticket committed in between is seen by one or both.
+                # Printer changes made while nobody listened are read again the same way.
+                self.dispatcher.printers_changed()
                 await self._scan()
                 self._database_state(True)
                 delay = 0.1
@@ -114,6 +124,9 @@ class Daemon:
         last_ping = loop.time()
         while not self.stop_requested.is_set():
             async for notify in conn.notifies(timeout=1.0):
+                if notify.channel == PRINTERS_CHANNEL:
+                    self.dispatcher.printers_changed()
+                    continue
                 route = route_from_payload(notify.payload)
                 if route is None:
                     log.warning(

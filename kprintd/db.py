@@ -20,6 +20,8 @@ from psycopg_pool import AsyncConnectionPool
 from kprintd.config import Settings
 
 TICKET_CHANNEL = "kitchen_ticket_new"
+# Printers, templates or maintenance windows changed (sql/0023): routes read their printers again.
+PRINTERS_CHANNEL = "kitchen_printers_changed"
 ALERT_CHANNEL = "kitchen_alert"
 
 # A database behind a dead network link must be noticed in seconds, not after the kernel's
@@ -219,8 +221,8 @@ class Database:
             )
 
 
-async def open_listener(settings: Settings, channel: str) -> AsyncConnection[dict[str, Any]]:
-    """A dedicated autocommit connection LISTENing on `channel`."""
+async def open_listener(settings: Settings, *channels: str) -> AsyncConnection[dict[str, Any]]:
+    """A dedicated autocommit connection LISTENing on `channels`."""
     conn = await AsyncConnection.connect(
         settings.database_url,
         autocommit=True,
@@ -229,5 +231,6 @@ async def open_listener(settings: Settings, channel: str) -> AsyncConnection[dic
         connect_timeout=5,
         **TCP_LIVENESS,
     )
-    await conn.execute(f"LISTEN {channel}")
+    for channel in channels:
+        await conn.execute(f"LISTEN {channel}")
     return conn

@@ -42,8 +42,9 @@ CLAIM_BATCH = 16
 # A status answer this fresh stands for the status request before a job. Only the warm-up check
 # (asked while the claim is in flight, a millisecond before the job) is ever this fresh.
 PRECHECK_FRESH_S = 0.1
-# How long a route trusts its list of printers; changes to kitchen_stationprinter apply after it.
-PRINTER_LIST_TTL_S = 2.0
+# How long a route trusts its list of printers without hearing of a change. Changes are announced
+# on kitchen_printers_changed and apply to the next ticket; this only bounds the damage of a bug.
+PRINTER_LIST_MAX_AGE_S = 600.0
 DEFAULT_CODEPAGE = "CP437"
 DB_RETRY_MAX_S = 10.0
 
@@ -274,6 +275,12 @@ class Dispatcher:
         self._workers: dict[RouteKey, RouteWorker] = {}
         self.tickets_printed = 0
 
+    def printers_changed(self) -> None:
+        """Printers, templates or maintenance windows changed: every route reads them again
+        before its next ticket, and a route holding tickets for maintenance looks at once."""
+        for worker in self._workers.values():
+            worker.forget_printers()
+
     def wake(self, route: RouteKey) -> None:
         if self.stopping.is_set():
             return
@@ -368,6 +375,11 @@ class RouteWorker:
     def wake(self) -> None:
         self._wake.set()
 
+    def forget_printers(self) -> None:
+        self._printer_list = None
+        if self._on_hold:
+            self.wake()
+
     async def _run(self) -> None:
         settings = self.dispatcher.settings
         stopping = self.dispatcher.stopping
@@ -378,8 +390,8 @@ class RouteWorker:
                 hold_s = await self._drain()
                 wait_s = await self.dispatcher.db.seconds_until_due(self.route)
                 if hold_s is not None and wait_s is not None:
-                    # Look again now and then: a window may be cancelled or cut short.
-                    wait_s = max(wait_s, min(hold_s, PRINTER_LIST_TTL_S))
+                    # A window cancelled or cut short wakes the route (printers_changed).
+                    wait_s = max(wait_s, hold_s)
                 if self._db_down:
                     self._db_down = False
                     self.log.info("database reachable again")
@@ -405,7 +417,7 @@ class RouteWorker:
 
     async def _printers(self) -> list[RoutePrinter]:
         now = time.monotonic()
-        if self._printer_list is None or now - self._printer_list[0] >= PRINTER_LIST_TTL_S:
+        if self._printer_list is None or now - self._printer_list[0] >= PRINTER_LIST_MAX_AGE_S:
             self._printer_list = (now, await self.dispatcher.db.route_printers(self.route))
         return self._printer_list[1]
 

@@ -23,6 +23,9 @@
 -- closed after it. Such a printer's paper out or open cover cannot be seen, so give it a backup
 -- that answers if the station matters; its health check only connects.
 --
+-- 3. Changes to printers, templates and windows are announced on NOTIFY kitchen_printers_changed,
+-- so the daemon applies them to the next ticket instead of re-reading them on a timer.
+--
 -- Apply with kprintd migrate, or by hand: psql -v ON_ERROR_STOP=1 --single-transaction -f <file>
 
 ALTER TABLE kitchen_stationprinter ADD COLUMN answers_status BOOLEAN NOT NULL DEFAULT TRUE;
@@ -269,3 +272,36 @@ COMMENT ON VIEW kitchen_printer_status IS
     'window the printer is in now (NULL when none; it gets no tickets and no checks until then; the '
     'health columns are from before it). answers_status: false for a printer checked by connecting '
     'only (its state is then no_status or offline).';
+
+-- Telling the daemon at once -----------------------------------------------------------------------
+-- kprintd keeps each route's printers (kitchen_route_printers) in memory so that no ticket waits
+-- for that query. These triggers tell it, on commit, when something that routing reads changed,
+-- so a printer switched off, a new template or a maintenance window applies to the very next
+-- ticket. The counters and last-print columns the daemon itself updates after every print are not
+-- watched: they change nothing in routing.
+CREATE FUNCTION kitchen_notify_printers_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('kitchen_printers_changed', TG_TABLE_NAME);
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION kitchen_notify_printers_changed() IS
+    'Statement trigger: NOTIFY kitchen_printers_changed (payload: the table) when printers, print '
+    'templates or maintenance windows change; kprintd then reads its routes'' printers again.';
+
+CREATE TRIGGER kitchen_stationprinter_changed
+    AFTER INSERT OR DELETE OR TRUNCATE ON kitchen_stationprinter
+    FOR EACH STATEMENT EXECUTE FUNCTION kitchen_notify_printers_changed();
+CREATE TRIGGER kitchen_stationprinter_config_changed
+    AFTER UPDATE OF brand_id, store_id, station_code, printer_name, printer_ip, printer_port,
+                    priority, is_active, paper_width_mm, chars_per_line, answers_status
+    ON kitchen_stationprinter
+    FOR EACH STATEMENT EXECUTE FUNCTION kitchen_notify_printers_changed();
+CREATE TRIGGER kitchen_printtemplate_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON kitchen_printtemplate
+    FOR EACH STATEMENT EXECUTE FUNCTION kitchen_notify_printers_changed();
+CREATE TRIGGER kitchen_stationprinterschedule_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON kitchen_stationprinterschedule
+    FOR EACH STATEMENT EXECUTE FUNCTION kitchen_notify_printers_changed();

@@ -568,3 +568,44 @@ def test_outcome_of_a_print_is_held_while_postgres_is_down(
         wait_until(lambda: ticket(database_url, ticket_id)["status"] == "printed", timeout=30)
     assert len(kitchen.tickets()) == 1, "printed once: the outcome was held, not retried"
     assert log_actions(database_url, ticket_id) == ["created", "print_start", "print_success"]
+
+
+def test_a_printer_switched_off_gets_not_even_the_next_ticket(
+    database_url: str, restaurant: Restaurant
+) -> None:
+    primary = restaurant.printer("kitchen", 1, name="primary")
+    backup = restaurant.printer("kitchen", 2, name="backup")
+    with running_daemon(database_url):
+        (first,) = restaurant.send("kitchen")
+        wait_until(lambda: len(primary.tickets()) == 1, what="first ticket on the primary")
+        # The route keeps its printers in memory; the change must reach it before the next send.
+        query(
+            database_url,
+            "UPDATE kitchen_stationprinter SET is_active = false WHERE printer_name = 'primary'",
+        )
+        wait_until(lambda: all_settled(database_url))
+        (second,) = restaurant.send("kitchen")
+        wait_until(lambda: len(backup.tickets()) == 1, what="second ticket on the backup")
+    assert [ticket_id_of(t.text) for t in primary.tickets()] == [first]
+    assert [ticket_id_of(t.text) for t in backup.tickets()] == [second]
+
+
+def test_printing_itself_announces_no_printer_change(
+    database_url: str, restaurant: Restaurant
+) -> None:
+    restaurant.printer("kitchen")
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute("LISTEN kitchen_printers_changed")
+        with running_daemon(database_url):
+            restaurant.send("kitchen")
+            wait_until(lambda: all_settled(database_url))
+        assert [n.payload for n in listener.notifies(timeout=0.3)] == [], (
+            "the counters a print updates change nothing in routing"
+        )
+        query(
+            database_url,
+            "UPDATE kitchen_stationprinter SET priority = 2; "
+            "INSERT INTO kitchen_printtemplate (station_code, copies) VALUES ('kitchen', 2)",
+        )
+        changed = [n.payload for n in listener.notifies(timeout=0.3)]
+    assert changed == ["kitchen_stationprinter", "kitchen_printtemplate"]
