@@ -118,6 +118,9 @@ PRINTERS = (
 )
 SPECS = {p.name: p for p in PRINTERS}
 
+# The dessert printer's maintenance window in scene 7.
+MAINTENANCE_S = 1.5
+
 BRAND = "Warung Nusantara"
 STORE = "Kemang"
 MENU = {
@@ -487,7 +490,7 @@ class Service:
     # -- the story
 
     def play(self, pace: float) -> int:
-        """The six scenes; returns the ticket whose audit trail tells the most (paper out)."""
+        """The seven scenes; returns the ticket whose audit trail tells the most (paper out)."""
         self.scene(pace, "1. Table 12 orders: food, drinks and dessert")
         say("  One send creates one ticket per station, plus a checker ticket for the pass.")
         self._pos("BEGIN")
@@ -589,6 +592,31 @@ class Service:
         bar.set_paper(PaperState.OK)
         say("  The bartender loads a new roll.")
         self.expect({waiting: "bar"})
+
+        self.scene(pace, "7. The dessert printer goes in for maintenance: its tickets wait")
+        say("  IT books the only dessert printer for a head cleaning, starting now:")
+        booking = (
+            "INSERT INTO kitchen_stationprinterschedule (printer_id, starts_at, ends_at, reason,"
+            " created_by) SELECT id, now(), now() + interval '%s seconds', 'print head cleaned',"
+            " 'it:rina' FROM kitchen_stationprinter WHERE printer_name = 'Dessert'"
+        )
+        wrapped("  IT> ", booking % MAINTENANCE_S, indent=10)
+        self.db.execute(booking % MAINTENANCE_S)
+        plan = self.db.execute(
+            "SELECT printer_name, state, station_keeps_printing FROM kitchen_printer_maintenance"
+        ).fetchone()
+        assert plan is not None
+        say(
+            f"  kitchen_printer_maintenance: {plan['printer_name']} {plan['state']},"
+            f" station_keeps_printing={plan['station_keeps_printing']}"
+        )
+        self._pos("BEGIN")
+        self.add_items(table, [Item("Pisang Goreng", 2, ("Keju",))])
+        ids = self.send_to_kitchen(table)
+        held = next(t for t in ids if self.kind[t].startswith("dessert"))
+        self.expect({t: "checker" for t in ids if t != held})
+        say(f"  Ticket #{held} waits, unclaimed ('new'), until the window ends: no failure.")
+        self.expect({held: "dessert"}, timeout=PRINT_TIMEOUT_S + MAINTENANCE_S)
         self.pause(pace)
         return waiting
 
@@ -636,8 +664,8 @@ class Service:
             "    ",
             f"p50 {duration(statistics.median(latencies.values()))},"
             f" max {duration(latencies[slowest])} (#{slowest}, {self.kind[slowest]})."
-            " The slow two: the failover waited 2 s for the hung printer, the paper-out ticket"
-            " for its retry.",
+            " The slow three: the failover waited 2 s for the hung printer, the paper-out ticket"
+            " for its retry, the dessert ticket for the end of the maintenance window.",
             indent=4,
         )
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-EXPECTED_TICKETS = {"kitchen-main": 3, "kitchen-backup": 1, "bar": 4, "dessert": 1, "checker": 5}
+EXPECTED_TICKETS = {"kitchen-main": 3, "kitchen-backup": 1, "bar": 4, "dessert": 2, "checker": 6}
 
 
 @dataclass(frozen=True)
@@ -94,15 +94,22 @@ def test_the_tickets_carry_their_banners(demo: DemoRun) -> None:
     assert "R E T R Y" not in failover, "the hung printer never got the ticket"
 
     assert all("C H E C K E R" in t for t in demo.texts("checker"))
+    held = demo.texts("dessert")[-1]
+    assert "P i s a n g" in held and "R E T R Y" not in held, "held, not retried"
 
 
-def test_the_console_shows_the_failover_the_paper_wait_and_an_audit_trail(demo: DemoRun) -> None:
+def test_the_console_shows_failover_paper_wait_maintenance_and_an_audit_trail(
+    demo: DemoRun,
+) -> None:
     console = demo.stdout
     unwrapped = " ".join(console.split())
     assert ">>> Kitchen backup (127.0.2.2) cut ticket #11 (kitchen order)" in unwrapped
     assert "Printer 'Kitchen main' for kitchen stopped printing" in unwrapped
     assert "Printer 'Bar' for bar stopped printing: the printer is out of paper" in unwrapped
     assert "POS> SELECT kitchen_reprint(3, 'manager:Budi')" in unwrapped
+    assert "Dessert active, station_keeps_printing=False" in unwrapped
+    assert "Every printer of station 'dessert' is in planned maintenance" in unwrapped
+    assert ">>> Dessert (127.0.2.4) cut ticket #15 (dessert addition)" in unwrapped
     trail = console[console.index("Audit trail of ticket #13") :]
     actions = re.findall(r"^ +[\d:.]+ +\S+ -> \S+ +(\w+)", trail, flags=re.MULTILINE)
     assert actions == [
