@@ -129,6 +129,14 @@ def layout_for(printer: RoutePrinter) -> PrintLayout:
         return layout(codepage=DEFAULT_CODEPAGE)
 
 
+def _still_current(fetched_at: float, printers: list[RoutePrinter], now: float) -> bool:
+    """May a route go on using the printers it read at `fetched_at`? Changes are announced, but
+    only each printer's next maintenance window is known: once one ends, another may begin."""
+    if now - fetched_at >= PRINTER_LIST_MAX_AGE_S:
+        return False
+    return not any(p.maintenance_until is not None and p.maintenance_until <= now for p in printers)
+
+
 @dataclass
 class _PrinterSlot:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -417,7 +425,7 @@ class RouteWorker:
 
     async def _printers(self) -> list[RoutePrinter]:
         now = time.monotonic()
-        if self._printer_list is None or now - self._printer_list[0] >= PRINTER_LIST_MAX_AGE_S:
+        if self._printer_list is None or not _still_current(*self._printer_list, now):
             self._printer_list = (now, await self.dispatcher.db.route_printers(self.route))
         return self._printer_list[1]
 

@@ -273,3 +273,24 @@ def test_a_window_that_ends_by_itself_releases_the_held_tickets(
         wait_until(lambda: all_settled(database_url), what="the held ticket printed")
     assert [ticket_id_of(t.text) for t in bar.tickets()] == [ticket_id]
     assert ticket(database_url, ticket_id)["print_attempts"] == 1
+
+
+def test_a_window_that_follows_another_is_seen_when_the_first_ends(
+    database_url: str, restaurant: Restaurant
+) -> None:
+    bar = restaurant.printer("bar")
+    printer = printer_id(database_url, "bar-1")
+    # One statement, one now(): the second window starts exactly when the first ends. Routing
+    # reads only the first at first.
+    query(
+        database_url,
+        "INSERT INTO kitchen_stationprinterschedule (printer_id, starts_at, ends_at)"
+        " VALUES (%(p)s, now() - interval '1 minute', now() + interval '1 second'),"
+        " (%(p)s, now() + interval '1 second', now() + interval '1 hour')",
+        {"p": printer},
+    )
+    with running_daemon(database_url):
+        (ticket_id,) = restaurant.send("bar")
+        time.sleep(2.0)  # past the first window's end: the second holds the ticket
+        assert ticket(database_url, ticket_id)["status"] == "new"
+        assert bar.stats().connections == 0
