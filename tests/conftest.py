@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 
 from kprintd import migrate
 from kprintd.pgembed import EmbeddedPostgres
+from tests.daemon_harness import Restaurant
 
 TEMPLATE_DB = f"kprintd_test_template_{os.getpid()}"
 _database_numbers = itertools.count(1)
@@ -117,3 +118,19 @@ def conn(database_url: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
     """An autocommit connection to the test's database, rows as dicts."""
     with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as connection:
         yield connection
+
+
+@pytest.fixture
+def restaurant(database_url: str) -> Iterator[Restaurant]:
+    """A brand with emulated printers on loopback (stopped after the test); see Restaurant."""
+    place = Restaurant(database_url)
+    yield place
+    place.stop()
+
+
+@pytest.fixture
+def alerts(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection LISTENing on kitchen_alert; read what arrived with received_alerts()."""
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute("LISTEN kitchen_alert")
+        yield listener

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -180,3 +182,98 @@ def ticket_id_of(received_text: str) -> int:
 
 def has_retry_banner(received_text: str) -> bool:
     return "R E T R Y" in received_text
+
+
+class Restaurant:
+    """One brand with products per station and printers on loopback emulators."""
+
+    def __init__(self, url: str, store_id: uuid.UUID | None = None) -> None:
+        self.url = url
+        self.store_id = store_id
+        self.printers: list[EmulatedPrinter] = []
+        self.brand_id = query(
+            url, "INSERT INTO core_brand (name) VALUES ('Warung Test') RETURNING id"
+        )[0]["id"]
+        self.products: dict[str, uuid.UUID] = {}
+        self._bills = 0
+
+    def product(self, station: str) -> uuid.UUID:
+        if station not in self.products:
+            self.products[station] = query(
+                self.url,
+                "INSERT INTO core_product (brand_id, name, printer_target)"
+                " VALUES (%s, %s, %s) RETURNING id",
+                (self.brand_id, f"{station.title()} Special", station),
+            )[0]["id"]
+        return self.products[station]
+
+    def printer(
+        self, station: str, priority: int = 1, name: str | None = None, **kwargs: Any
+    ) -> EmulatedPrinter:
+        emulator = start_printer(name or f"{station}-{priority}", **kwargs)
+        self.printers.append(emulator)
+        query(
+            self.url,
+            "INSERT INTO kitchen_stationprinter (brand_id, store_id, station_code, printer_name,"
+            " printer_ip, printer_port, priority) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (
+                self.brand_id,
+                self.store_id,
+                station,
+                emulator.name,
+                emulator.host,
+                emulator.port,
+                priority,
+            ),
+        )
+        return emulator
+
+    def send(self, *stations: str, max_retries: int | None = None) -> list[int]:
+        """A bill with one item per station, sent to the kitchen; returns the ticket ids."""
+        self._bills += 1
+        with psycopg.connect(self.url) as conn:
+            bill_id = conn.execute(
+                "INSERT INTO pos_bill (brand_id, store_id, bill_number, table_number)"
+                " VALUES (%s, %s, %s, '7') RETURNING id",
+                (self.brand_id, self.store_id, f"B-{self._bills}-{uuid.uuid4().hex[:6]}"),
+            ).fetchone()[0]  # type: ignore[index]
+            for station in stations:
+                conn.execute(
+                    "INSERT INTO pos_billitem (bill_id, product_id, quantity, printer_target)"
+                    " VALUES (%s, %s, 1, %s)",
+                    (bill_id, self.product(station), station),
+                )
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM kitchen_create_tickets(%s) ORDER BY id", (bill_id,)
+                ).fetchall()
+            ]
+            if max_retries is not None:
+                conn.execute(
+                    "UPDATE kitchen_kitchenticket SET max_retries = %s WHERE id = ANY(%s)",
+                    (max_retries, ids),
+                )
+        return ids
+
+    def stop(self) -> None:
+        for printer in self.printers:
+            printer.stop()
+
+
+def log_actions(url: str, ticket_id: int) -> list[str]:
+    rows = query(
+        url,
+        "SELECT action FROM kitchen_kitchenticketlog WHERE ticket_id = %s ORDER BY id",
+        (ticket_id,),
+    )
+    return [r["action"] for r in rows]
+
+
+def ticket(url: str, ticket_id: int) -> dict[str, Any]:
+    return query(url, "SELECT * FROM kitchen_kitchenticket WHERE id = %s", (ticket_id,))[0]
+
+
+def received_alerts(listener: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """What a connection LISTENing on kitchen_alert (the `alerts` fixture) has heard so far."""
+    return [json.loads(n.payload) for n in listener.notifies(timeout=0.3)]

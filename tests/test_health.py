@@ -3,9 +3,7 @@ retention. End to end over real TCP with emulated printers, plus the pure decisi
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -27,29 +25,17 @@ from kprintd.health import (
 from kprintd.printer_status import PaperState, PrinterState
 from kprintd.routing import BreakerState, CircuitBreaker
 from kprintd.transport import PrinterError
-from tests.daemon_harness import all_settled, query, running_daemon, ticket_id_of, wait_until
-from tests.test_daemon import Restaurant
+from tests.daemon_harness import (
+    Restaurant,
+    all_settled,
+    query,
+    received_alerts,
+    running_daemon,
+    ticket_id_of,
+    wait_until,
+)
 
 FAST_HEALTH = 0.2
-
-
-@pytest.fixture
-def restaurant(database_url: str) -> Iterator[Restaurant]:
-    place = Restaurant(database_url)
-    yield place
-    place.stop()
-
-
-@pytest.fixture
-def alerts(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    """A connection LISTENing on kitchen_alert; read what arrived with received_alerts()."""
-    with psycopg.connect(database_url, autocommit=True) as listener:
-        listener.execute("LISTEN kitchen_alert")
-        yield listener
-
-
-def received_alerts(listener: psycopg.Connection[Any]) -> list[dict[str, Any]]:
-    return [json.loads(n.payload) for n in listener.notifies(timeout=0.3)]
 
 
 def printer_id(url: str, name: str) -> int:

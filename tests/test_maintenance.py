@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -15,15 +14,18 @@ from psycopg import errors
 
 from kprintd.db import RoutePrinter
 from tests.daemon_harness import (
+    Restaurant,
     all_settled,
     has_retry_banner,
+    log_actions,
     query,
+    received_alerts,
     running_daemon,
+    ticket,
     ticket_id_of,
     wait_until,
 )
 from tests.pos_fixtures import make_brand, make_printer
-from tests.test_daemon import Restaurant, log_actions, ticket
 
 Conn = psycopg.Connection[dict[str, Any]]
 
@@ -175,24 +177,6 @@ def test_a_route_printer_knows_when_it_is_in_maintenance(
 
 
 # --- The daemon -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def restaurant(database_url: str) -> Iterator[Restaurant]:
-    place = Restaurant(database_url)
-    yield place
-    place.stop()
-
-
-@pytest.fixture
-def alerts(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(database_url, autocommit=True) as listener:
-        listener.execute("LISTEN kitchen_alert")
-        yield listener
-
-
-def received_alerts(listener: psycopg.Connection[Any]) -> list[dict[str, Any]]:
-    return [json.loads(n.payload) for n in listener.notifies(timeout=0.3)]
 
 
 def test_a_primary_in_maintenance_is_skipped_for_the_backup_without_a_failure(

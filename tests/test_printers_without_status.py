@@ -16,14 +16,16 @@ from kprintd.printer_status import ALL_STATUS_REQUESTS
 from kprintd.render import PrintLayout, render_ticket
 from kprintd.transport import PrinterAddress, PrinterConnection, PrinterError
 from tests.daemon_harness import (
+    Restaurant,
     all_settled,
     has_retry_banner,
+    log_actions,
     query,
     running_daemon,
+    ticket,
     ticket_id_of,
     wait_until,
 )
-from tests.test_daemon import Restaurant, log_actions, ticket
 from tests.ticket_samples import JAKARTA, ORDER
 
 JOB = render_ticket(ORDER, PrintLayout(chars_per_line=32, timezone=JAKARTA))
@@ -75,13 +77,6 @@ def test_a_job_is_sent_unconfirmed_where_a_status_request_would_time_out(
 
 
 # --- The daemon -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def restaurant(database_url: str) -> Iterator[Restaurant]:
-    place = Restaurant(database_url)
-    yield place
-    place.stop()
 
 
 def mark_mute(url: str, name: str) -> None:
