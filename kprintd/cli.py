@@ -70,13 +70,31 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_alerts(args: argparse.Namespace) -> int:
     from kprintd import monitor
 
-    return monitor.alerts(_settings(args), args.json, args.count, args.timeout)
+    return monitor.alerts(_settings(args), args.json, args.count, args.timeout, since_s=args.since)
 
 
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> float:
+    """'90s', '30m', '2h', '1d' (or plain seconds) as seconds."""
+    unit = text[-1:].lower()
+    number = text[:-1] if unit in _DURATION_UNITS else text
+    try:
+        value = float(number) * _DURATION_UNITS.get(unit, 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a duration: {text!r} (say 90s, 30m, 2h or 1d)"
+        ) from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
     return value
 
 
@@ -125,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         metavar="S",
         help="exit after S seconds (exit 1 if --count alerts did not come by then)",
+    )
+    alerts_parser.add_argument(
+        "--since",
+        type=_duration,
+        metavar="DURATION",
+        help="first print the alerts of the last DURATION (90s, 30m, 2h, 1d) from kitchen_alertlog",
     )
     alerts_parser.set_defaults(handler=_cmd_alerts)
 

@@ -213,12 +213,15 @@ class Database:
 
     async def raise_alert(
         self, alert_type: str, severity: str, message: str, details: dict[str, Any]
-    ) -> None:
+    ) -> bool:
+        """Raise one alert; False when it was held back as another daemon's repeat (sql/0024)."""
         async with self._pool.connection() as conn:
-            await conn.execute(
-                "SELECT kitchen_raise_alert(%s, %s, %s, %s::jsonb)",
+            cur = await conn.execute(
+                "SELECT (kitchen_raise_alert(%s, %s, %s, %s::jsonb) ->> 'sent')::boolean",
                 (alert_type, severity, message, json.dumps(details, default=str)),
             )
+            row = await cur.fetchone()
+        return bool(row and row[0])
 
 
 async def open_listener(settings: Settings, *channels: str) -> AsyncConnection[dict[str, Any]]:

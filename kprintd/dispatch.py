@@ -336,13 +336,23 @@ class Dispatcher:
                 "printer": printer.printer_name,
                 "printer_address": f"{printer.host}:{printer.port}",
             }
-        details |= extra
+        await self.send_alert(kind, severity, message, details | extra)
+
+    async def send_alert(
+        self, kind: str, severity: str, message: str, details: dict[str, Any]
+    ) -> None:
+        """Log the alert and raise it in the database, naming this daemon, so that a change
+        another daemon already announced is not announced twice (sql/0024)."""
         emit = log.info if severity == "info" else log.warning
-        emit("alert", alert=kind, severity=severity, station=route.station, message=message)
+        emit("alert", alert=kind, severity=severity, station=details["station"], message=message)
+        details = details | {"daemon": self.settings.daemon_id}
         try:
-            await self.db.raise_alert(kind, severity, message, details)
+            sent = await self.db.raise_alert(kind, severity, message, details)
         except psycopg.Error as exc:
             log.warning("alert could not be sent", alert=kind, error=str(exc).strip())
+            return
+        if not sent:
+            log.info("alert already announced by another daemon", alert=kind)
 
     async def stop(self, timeout: float) -> None:
         """Stop claiming; let in-flight prints finish within `timeout`, then cancel the rest."""

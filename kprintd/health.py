@@ -422,7 +422,7 @@ class HealthMonitor:
         else:
             severity = "info"
             message = f"Printer '{name}' for {station} is ready again."
-        await self._alert(
+        await self.dispatcher.send_alert(
             kind,
             severity,
             message,
@@ -456,7 +456,7 @@ class HealthMonitor:
             if not working and key not in self._stations_down:
                 self._stations_down.add(key)
                 names = ", ".join(f"'{p.printer_name}'" for p in printers)
-                await self._alert(
+                await self.dispatcher.send_alert(
                     "station_unroutable",
                     "critical",
                     f"Station '{key.station}' has no working printer ({names}): its tickets "
@@ -465,19 +465,9 @@ class HealthMonitor:
                 )
             elif working and key in self._stations_down:
                 self._stations_down.discard(key)
-                await self._alert(
+                await self.dispatcher.send_alert(
                     "station_recovered",
                     "info",
                     f"Station '{key.station}' can print again, on '{working[0].printer_name}'.",
                     details,
                 )
-
-    async def _alert(self, kind: str, severity: str, message: str, details: dict[str, Any]) -> None:
-        """One alert on kitchen_alert, logged like the dispatcher's; losing one must never stop
-        the monitor."""
-        emit = log.info if severity == "info" else log.warning
-        emit("alert", alert=kind, severity=severity, station=details["station"], message=message)
-        try:
-            await self.dispatcher.db.raise_alert(kind, severity, message, details)
-        except psycopg.Error as exc:
-            log.warning("alert could not be sent", alert=kind, error=str(exc).strip())

@@ -255,15 +255,42 @@ def _stop_on_signals() -> Iterator[_StopFlag]:
             signal.signal(sig, handler)
 
 
-def _listen(settings: Settings) -> psycopg.Connection[Any]:
+def _listen(
+    settings: Settings, after_id: int | None, since_s: float | None = None
+) -> tuple[psycopg.Connection[Any], int, list[tuple[int | None, str]]]:
+    """LISTEN on kitchen_alert; returns the connection, the last kitchen_alertlog row before
+    LISTEN (`after_id` when given) and the alerts sent since then or in the last `since_s` s.
+
+    The row is read before LISTEN and the log again after it: an alert raised in between is
+    read from the log, and one raised later is heard. Its alert_id tells the copies apart.
+    """
     conn = psycopg.connect(
         settings.database_url,
         autocommit=True,
         connect_timeout=CONNECT_TIMEOUT_S,
         application_name="kprintd-alerts",
     )
-    conn.execute(f"LISTEN {ALERT_CHANNEL}")
-    return conn
+    try:
+        if after_id is None:
+            row = conn.execute("SELECT coalesce(max(id), 0) FROM kitchen_alertlog").fetchone()
+            after_id = int(row[0]) if row else 0
+        conn.execute(f"LISTEN {ALERT_CHANNEL}")
+        rows = conn.execute(
+            "SELECT id, alert::text FROM kitchen_alertlog"
+            " WHERE sent AND (id > %s OR raised_at > now() - make_interval(secs => %s))"
+            " ORDER BY id",
+            (after_id, since_s if since_s is not None else -1),
+        ).fetchall()
+    except psycopg.Error:
+        conn.close()
+        raise
+    return conn, after_id, [(int(r[0]), str(r[1])) for r in rows]
+
+
+def _alert_id(payload: str) -> int | None:
+    with contextlib.suppress(ValueError, TypeError, KeyError):
+        return int(json.loads(payload)["alert_id"])
+    return None
 
 
 def alerts(
@@ -272,15 +299,21 @@ def alerts(
     count: int | None = None,
     timeout: float | None = None,
     out: TextIO | None = None,
+    since_s: float | None = None,
 ) -> int:
     """Print alerts until Ctrl-C/SIGTERM (exit 0), `count` alerts (exit 0) or `timeout` seconds
-    (exit 0, or 1 when fewer than `count` alerts came). Exit 2 when the database cannot be reached
-    at start; a connection lost later is reconnected with backoff."""
+    (exit 0, or 1 when fewer than `count` alerts came). With `since_s`, first those of the last
+    `since_s` seconds from kitchen_alertlog. Exit 2 when the database cannot be reached at start;
+    a connection lost later is reconnected with backoff, and the alerts raised meanwhile are read
+    from kitchen_alertlog, so none is missed and none is printed twice."""
     out = out or sys.stdout
     try:
-        conn: psycopg.Connection[Any] | None = _listen(settings)
+        listening = _listen(settings, None, since_s)
     except psycopg.Error as exc:
         return _fail(f"cannot listen for alerts: {' '.join(str(exc).split())}")
+    conn: psycopg.Connection[Any] | None = listening[0]
+    # Everything of the first read is shown (the last `since_s` included); later, only news.
+    last_id, backlog = 0, listening[2]
     print(f"listening for alerts on {ALERT_CHANNEL} (Ctrl-C to stop)", file=sys.stderr, flush=True)
     deadline = time.monotonic() + timeout if timeout else math.inf
     received = 0
@@ -288,29 +321,42 @@ def alerts(
     next_attempt = 0.0
     with _stop_on_signals() as stop:
         while not stop.set and (left := deadline - time.monotonic()) > 0:
+            for alert_id, payload in backlog:
+                if alert_id is None or alert_id > last_id:  # None: not from kitchen_raise_alert
+                    last_id = max(last_id, alert_id or 0)
+                    print(format_alert(payload, as_json), file=out, flush=True)
+                    received += 1
+                    if count and received >= count:
+                        if conn is not None:
+                            conn.close()
+                        return EXIT_OK
+            last_id = max(last_id, listening[1])
+            backlog = []
             if conn is None:
                 if time.monotonic() < next_attempt:
                     time.sleep(min(left, POLL_S))
                     continue
                 try:
-                    conn = _listen(settings)
+                    listening = _listen(settings, last_id)
                 except psycopg.OperationalError:
                     next_attempt = time.monotonic() + delay
                     delay = min(delay * 2, RECONNECT_MAX_S)
                     continue
-                print("listening again", file=sys.stderr, flush=True)
+                conn, _, backlog = listening
+                print(
+                    "listening again; alerts raised meanwhile follow", file=sys.stderr, flush=True
+                )
                 delay = POLL_S
+                continue
             try:
-                for notify in conn.notifies(timeout=min(left, POLL_S)):
-                    print(format_alert(notify.payload, as_json), file=out, flush=True)
-                    received += 1
-                    if count and received >= count:
-                        conn.close()
-                        return EXIT_OK
+                backlog = [
+                    (_alert_id(notify.payload), notify.payload)
+                    for notify in conn.notifies(timeout=min(left, POLL_S), stop_after=1)
+                ]
             except psycopg.OperationalError as exc:
                 print(
                     f"kprintd: lost the database connection ({' '.join(str(exc).split())});"
-                    " reconnecting; alerts raised meanwhile are missed",
+                    " reconnecting",
                     file=sys.stderr,
                     flush=True,
                 )

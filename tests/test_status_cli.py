@@ -6,26 +6,15 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from kprintd import __version__
 from kprintd.monitor import format_alert
 from kprintd.printer_status import PaperState
-from tests.daemon_harness import daemon_env, query, running_daemon, wait_until
-from tests.test_daemon import Restaurant
+from tests.daemon_harness import Restaurant, daemon_env, query, running_daemon, wait_until
 
 # Nothing listens on port 1 of loopback: the connection is refused at once.
 UNREACHABLE = "postgresql://kprintd@127.0.0.1:1/pos?connect_timeout=2"
-
-
-@pytest.fixture
-def restaurant(database_url: str) -> Iterator[Restaurant]:
-    place = Restaurant(database_url)
-    yield place
-    place.stop()
 
 
 def kprintd(url: str, *args: str) -> subprocess.CompletedProcess[str]:
