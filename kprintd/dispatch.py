@@ -450,7 +450,16 @@ class RouteWorker:
                 return await self._hold(configured, now)
             if self._on_hold:
                 self._on_hold = False
-                self.log.info("maintenance over; printing again")
+                await self.dispatcher.alert(
+                    "station_recovered",
+                    "info",
+                    f"Station '{self.route.station}' prints again on '{printers[0].printer_name}':"
+                    " its planned maintenance is over.",
+                    self.route,
+                    None,
+                    reason="maintenance_over",
+                    printers=[p.printer_name for p in printers],
+                )
             warm_up = self._warm_up(printers)
             try:
                 jobs = await self.dispatcher.db.claim(self.route, CLAIM_BATCH)

@@ -235,7 +235,8 @@ def test_a_station_whose_printers_are_all_in_maintenance_holds_its_tickets_until
     assert not any(has_retry_banner(t.text) for t in bar.tickets())
     for ticket_id in [*bar_ids, kitchen_id]:
         assert log_actions(database_url, ticket_id) == ["created", "print_start", "print_success"]
-    held = [a for a in received_alerts(alerts) if a["type"] == "station_in_maintenance"]
+    heard = received_alerts(alerts)
+    held = [a for a in heard if a["type"] == "station_in_maintenance"]
     assert len(held) == 1, "one alert per hold, not one per ticket or per look"
     assert (held[0]["station"], held[0]["printers"], held[0]["severity"]) == (
         "bar",
@@ -243,6 +244,13 @@ def test_a_station_whose_printers_are_all_in_maintenance_holds_its_tickets_until
         "warning",
     )
     assert held[0]["until"]
+    (back,) = (a for a in heard if a["type"] == "station_recovered")
+    assert (back["station"], back["reason"], back["severity"]) == (
+        "bar",
+        "maintenance_over",
+        "info",
+    )
+    assert heard.index(held[0]) < heard.index(back)
 
 
 def test_a_window_that_ends_by_itself_releases_the_held_tickets(
