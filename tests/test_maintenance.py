@@ -13,6 +13,7 @@ import pytest
 from psycopg import errors
 
 from kprintd.db import RoutePrinter
+from kprintd.dispatch import PRINTER_LIST_MAX_AGE_S, _still_current
 from tests.daemon_harness import (
     Restaurant,
     all_settled,
@@ -286,3 +287,15 @@ def test_a_window_that_follows_another_is_seen_when_the_first_ends(
         time.sleep(2.0)  # past the first window's end: the second holds the ticket
         assert ticket(database_url, ticket_id)["status"] == "new"
         assert bar.stats().connections == 0
+
+
+def test_a_route_reads_its_printers_again_after_a_known_window_ends_or_ten_minutes() -> None:
+    def printer(until: float | None) -> RoutePrinter:
+        return RoutePrinter(
+            1, "Bar", "127.0.0.1", 9100, 1, 80, 32, None, False, 1, True, "CP437", "partial",
+            maintenance_from=None if until is None else 0.0, maintenance_until=until,
+        )  # fmt: skip
+
+    assert _still_current(100.0, [printer(None), printer(500.0)], now=400.0)
+    assert not _still_current(100.0, [printer(None), printer(500.0)], now=500.0)
+    assert not _still_current(100.0, [printer(None)], now=100.0 + PRINTER_LIST_MAX_AGE_S)
