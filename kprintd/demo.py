@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 import psycopg
 import structlog
+import uvloop
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 
@@ -196,7 +197,7 @@ class DaemonThread:
             return await self.daemon.run()
 
         try:
-            self.exit_code = asyncio.run(body())
+            self.exit_code = uvloop.run(body())
         except BaseException as exc:  # reported by check() in the demo's thread
             self.error = exc
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import uvloop
 from psycopg.rows import dict_row
 
 from kprintd.config import Settings
@@ -71,7 +72,7 @@ class RunningDaemon:
             self._started.set()
             return await self.daemon.run()
 
-        self.exit_code = asyncio.run(body())
+        self.exit_code = uvloop.run(body())
 
     def start(self, ready_timeout: float = 15.0) -> RunningDaemon:
         self._thread.start()
