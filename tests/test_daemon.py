@@ -514,3 +514,22 @@ def test_printing_itself_announces_no_printer_change(
         )
         changed = [n.payload for n in listener.notifies(timeout=0.3)]
     assert changed == ["kitchen_stationprinter", "kitchen_printtemplate"]
+
+
+def test_a_template_changed_mid_service_shapes_the_next_ticket(
+    database_url: str, restaurant: Restaurant
+) -> None:
+    kitchen = restaurant.printer("kitchen")
+    with running_daemon(database_url):
+        restaurant.send("kitchen")
+        wait_until(lambda: len(kitchen.tickets()) == 1, what="the first ticket")
+        query(
+            database_url,
+            "INSERT INTO kitchen_printtemplate (station_code, header_line) VALUES (NULL, %s)",
+            ("Warung Test - Kemang",),
+        )
+        restaurant.send("kitchen")
+        wait_until(lambda: len(kitchen.tickets()) == 2, what="the second ticket")
+    before, after = kitchen.tickets()
+    assert "Warung Test - Kemang" not in before.text
+    assert "Warung Test - Kemang" in after.text
