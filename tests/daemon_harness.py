@@ -278,3 +278,17 @@ def ticket(url: str, ticket_id: int) -> dict[str, Any]:
 def received_alerts(listener: psycopg.Connection[Any]) -> list[dict[str, Any]]:
     """What a connection LISTENing on kitchen_alert (the `alerts` fixture) has heard so far."""
     return [json.loads(n.payload) for n in listener.notifies(timeout=0.3)]
+
+
+def alerts_process(url: str, *args: str) -> subprocess.Popen[str]:
+    """`kprintd alerts ARGS` as a child process, returned once it listens."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kprintd.cli", "alerts", *args],
+        env=daemon_env(url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    assert "listening for alerts" in process.stderr.readline()
+    return process

@@ -4,8 +4,6 @@ daemons both notice announced once, and `kprintd alerts` replaying what it did n
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections import Counter
 from typing import Any
@@ -17,7 +15,7 @@ from psycopg import errors
 from kprintd.printer_status import PaperState
 from tests.daemon_harness import (
     Restaurant,
-    daemon_env,
+    alerts_process,
     query,
     received_alerts,
     running_daemon,
@@ -139,19 +137,6 @@ def test_two_daemons_watching_one_printer_announce_its_outage_once(
 # --- kprintd alerts replays the log --------------------------------------------------------------
 
 
-def alerts_process(url: str, *args: str) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kprintd.cli", "alerts", "--json", *args],
-        env=daemon_env(url),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stderr is not None
-    assert "listening for alerts" in process.stderr.readline()
-    return process
-
-
 def test_alerts_since_prints_the_recent_ones_first(conn: Conn, database_url: str) -> None:
     conn.execute(
         "INSERT INTO kitchen_alertlog (raised_at, alert_type, severity, message, sent, alert)"
@@ -160,7 +145,9 @@ def test_alerts_since_prints_the_recent_ones_first(conn: Conn, database_url: str
     )
     raise_alert(conn, "printer_down", printer_id=4, daemon="server-a")
     raise_alert(conn, "printer_down", printer_id=4, daemon="server-b")  # held back: not shown
-    process = alerts_process(database_url, "--since", "2h", "--count", "2", "--timeout", "20")
+    process = alerts_process(
+        database_url, "--json", "--since", "2h", "--count", "2", "--timeout", "20"
+    )
     raise_alert(conn, "printer_recovered", printer_id=4, daemon="server-a")
     out, _ = process.communicate(timeout=20)
     assert process.returncode == 0
@@ -174,7 +161,7 @@ def test_alerts_since_prints_the_recent_ones_first(conn: Conn, database_url: str
 def test_alerts_raised_while_the_connection_was_lost_are_printed_once_it_is_back(
     conn: Conn, database_url: str
 ) -> None:
-    process = alerts_process(database_url, "--count", "3", "--timeout", "30")
+    process = alerts_process(database_url, "--json", "--count", "3", "--timeout", "30")
     raise_alert(conn, "printer_down", printer_id=1)
     wait_until(
         lambda: conn.execute(

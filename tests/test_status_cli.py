@@ -11,7 +11,14 @@ from typing import Any
 from kprintd import __version__
 from kprintd.monitor import format_alert
 from kprintd.printer_status import PaperState
-from tests.daemon_harness import Restaurant, daemon_env, query, running_daemon, wait_until
+from tests.daemon_harness import (
+    Restaurant,
+    alerts_process,
+    daemon_env,
+    query,
+    running_daemon,
+    wait_until,
+)
 
 # Nothing listens on port 1 of loopback: the connection is refused at once.
 UNREACHABLE = "postgresql://kprintd@127.0.0.1:1/pos?connect_timeout=2"
@@ -104,19 +111,6 @@ def test_status_exits_2_when_the_database_cannot_be_read(empty_database_url: str
 
 
 # --- kprintd alerts -------------------------------------------------------------------------------
-
-
-def alerts_process(url: str, *args: str) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kprintd.cli", "alerts", *args],
-        env=daemon_env(url),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stderr is not None
-    assert "listening for alerts" in process.stderr.readline()
-    return process
 
 
 def raise_alert(url: str, kind: str, severity: str, message: str, **details: Any) -> None:
