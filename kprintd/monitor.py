@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any, TextIO
 
@@ -276,10 +276,8 @@ def _listen(
             after_id = int(row[0]) if row else 0
         conn.execute(f"LISTEN {ALERT_CHANNEL}")
         rows = conn.execute(
-            "SELECT id, alert::text FROM kitchen_alertlog"
-            " WHERE sent AND (id > %s OR raised_at > now() - make_interval(secs => %s))"
-            " ORDER BY id",
-            (after_id, since_s if since_s is not None else -1),
+            "SELECT alert_id, alert::text FROM kitchen_alerts_after(%s, %s)",
+            (after_id, timedelta(seconds=since_s) if since_s is not None else None),
         ).fetchall()
     except psycopg.Error:
         conn.close()

@@ -4,7 +4,7 @@
 -- (a dashboard restarting, `kprintd alerts` reconnecting) never heard it, and nobody could ask
 -- what happened at lunch. kitchen_raise_alert() now also writes kitchen_alertlog, append-only like
 -- the ticket log, and the NOTIFY payload carries the row's id (alert_id), so a listener can catch
--- up on what it missed: SELECT * FROM kitchen_alertlog WHERE id > <last alert_id seen> AND sent.
+-- up on what it missed: SELECT * FROM kitchen_alerts_after(<last alert_id seen>).
 --
 -- Several daemons may watch the same printers (two store servers for one store). Each checks
 -- them and each would announce the same outage. An alert that names the daemon raising it
@@ -131,3 +131,19 @@ COMMENT ON FUNCTION kitchen_raise_alert(text, text, text, jsonb) IS
     'commits. Not sent (logged with sent = false) when details.daemon names the daemon raising it '
     'and the latest alert sent about the same subject (ticket, printer or station) is of the same type, '
     'from another daemon, less than a minute old. Returns the alert with sent.';
+
+-- Catching up ----------------------------------------------------------------------------------------
+CREATE FUNCTION kitchen_alerts_after(p_after_id bigint, p_since interval DEFAULT NULL)
+RETURNS TABLE (alert_id bigint, alert jsonb)
+LANGUAGE sql STABLE AS $$
+    SELECT a.id, a.alert
+    FROM kitchen_alertlog a
+    WHERE a.sent AND (a.id > p_after_id OR a.raised_at > now() - p_since)
+    ORDER BY a.id
+$$;
+
+COMMENT ON FUNCTION kitchen_alerts_after(bigint, interval) IS
+    'The alerts sent on NOTIFY kitchen_alert after the one whose alert_id is p_after_id, oldest '
+    'first: what a listener missed while it was not connected. With p_since, also those of that '
+    'last interval (kprintd alerts --since); either may be NULL. Rows: alert_id, alert (the '
+    'payload as sent).';

@@ -178,3 +178,21 @@ def test_alerts_raised_while_the_connection_was_lost_are_printed_once_it_is_back
     shown = [json.loads(line)["printer_id"] for line in out.splitlines()]
     assert shown == [1, 2, 3]
     assert "alerts raised meanwhile follow" in err
+
+
+def test_a_listener_reads_back_what_it_missed(conn: Conn) -> None:
+    first = raise_alert(conn, "printer_down", printer_id=4, daemon="server-a")["alert_id"]
+    raise_alert(conn, "printer_down", printer_id=4, daemon="server-b")  # held back
+    last = raise_alert(conn, "printer_recovered", printer_id=4, daemon="server-a")["alert_id"]
+
+    def after(after_id: int | None, since: str | None = None) -> list[int]:
+        rows = conn.execute(
+            "SELECT alert_id FROM kitchen_alerts_after(%s, %s::interval)", (after_id, since)
+        ).fetchall()
+        return [r["alert_id"] for r in rows]
+
+    assert after(0) == [first, last], "only what was sent"
+    assert after(first) == [last]
+    assert after(last) == []
+    assert after(None, "1 hour") == [first, last]
+    assert after(None) == []
