@@ -108,6 +108,12 @@ def _table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
     ]
 
 
+def _local(value: str | None) -> str:
+    """A timestamp of the report in this machine's zone, to the minute."""
+    when = _when(value)
+    return f"{when.astimezone():%Y-%m-%d %H:%M}" if when else "?"
+
+
 def _clip(text: str | None, width: int = 40) -> str:
     if not text:
         return "-"
@@ -167,6 +173,19 @@ def render_status(report: dict[str, Any]) -> str:
         )  # fmt: skip
     else:
         lines.append("  no active printer")
+    windows = report.get("maintenance") or []
+    if windows:
+        lines += ["", "Planned maintenance"]
+        for m in windows:
+            if m["state"] == "active":
+                span = f"until {_local(m['ends_at'])}"
+            else:
+                span = f"from {_local(m['starts_at'])} to {_local(m['ends_at'])}"
+            waits = "" if m["station_keeps_printing"] else "  (the station's tickets wait)"
+            lines.append(
+                f"  {m['printer_name']} ({m['station']})  {m['state']} {span}"
+                f"  {_clip(m['reason'])}{waits}"
+            )
 
     lines += ["", "Queues"]
     queues = report["queues"]
@@ -201,6 +220,10 @@ def render_status(report: dict[str, Any]) -> str:
             f"  #{s['ticket_id']} {s['station']} bill {s['bill_number']}  {s['status']}"
             f"  {s['reason'].replace('_', ' ')} since {ago(s['stuck_since'], now)}"
         )
+
+    alerts = report.get("recent_alerts") or []
+    lines.append(f"Alerts in the last hour: {report.get('alerts_1h', 0)}")
+    lines += [f"  {format_alert(json.dumps(a), as_json=False)}" for a in alerts[:5]]
 
     lines.append("")
     if report["attention"]:

@@ -69,6 +69,46 @@ def test_status_all_well_with_a_live_daemon_and_a_healthy_printer(
     assert stopped == [{"state": "stopped", "tickets_printed": 1}], "a clean stop is recorded"
 
 
+def test_status_shows_planned_maintenance_and_the_last_hours_alerts(
+    database_url: str,
+    restaurant: Restaurant,
+) -> None:
+    restaurant.printer("dessert", name="Dessert")
+    other_brand = query(database_url, "INSERT INTO core_brand (name) VALUES ('Other') RETURNING id")
+    query(
+        database_url,
+        "INSERT INTO kitchen_stationprinterschedule (printer_id, starts_at, ends_at, reason)"
+        " SELECT id, now() - interval '5 minutes', now() + interval '1 hour', 'head cleaning'"
+        " FROM kitchen_stationprinter WHERE printer_name = 'Dessert'",
+    )
+    raise_alert(
+        database_url, "printer_down", "warning", "Dessert is out of paper",
+        station="dessert", brand_id=str(restaurant.brand_id),
+    )  # fmt: skip
+    raise_alert(
+        database_url, "printer_down", "warning", "Not ours",
+        station="bar", brand_id=str(other_brand[0]["id"]),
+    )  # fmt: skip
+    everything = kprintd(database_url, "status")
+    ours = subprocess.run(
+        [sys.executable, "-m", "kprintd.cli", "status", "--json"],
+        env=daemon_env(database_url, brand_ids=str(restaurant.brand_id)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    unwrapped = " ".join(everything.stdout.split())
+    assert "Planned maintenance" in unwrapped
+    assert "Dessert (dessert) active until" in unwrapped
+    assert "head cleaning (the station's tickets wait)" in unwrapped
+    assert "Alerts in the last hour: 2" in unwrapped
+    assert "WARNING printer_down [dessert] Dessert is out of paper" in unwrapped
+    report = json.loads(ours.stdout)
+    assert [m["printer_name"] for m in report["maintenance"]] == ["Dessert"]
+    assert report["alerts_1h"] == 1
+    assert [a["message"] for a in report["recent_alerts"]] == ["Dessert is out of paper"]
+
+
 def test_status_needs_attention_exits_1_and_says_why(
     database_url: str,
     restaurant: Restaurant,
