@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 import signal
-import uuid
 from typing import Any
 
 import psycopg
@@ -24,9 +22,9 @@ from kprintd.db import (
     PRINTERS_CHANNEL,
     TICKET_CHANNEL,
     Database,
-    RouteKey,
     create_pool,
     in_scope,
+    notice_from_payload,
     open_listener,
 )
 from kprintd.dispatch import Dispatcher
@@ -39,22 +37,6 @@ RECONNECT_MAX_S = 15.0
 LISTENER_PING_S = 10.0
 LISTENER_PING_TIMEOUT_S = 5.0
 IDLE_PRINTER_CONNECTION_S = 5.0
-
-
-def _uuid_or_none(value: Any) -> uuid.UUID | None:
-    return uuid.UUID(str(value)) if value else None
-
-
-def route_from_payload(payload: str) -> RouteKey | None:
-    """The route a kitchen_ticket_new payload names; None when it cannot be read."""
-    try:
-        data = json.loads(payload)
-        station = str(data["station"])
-        return RouteKey(
-            _uuid_or_none(data.get("brand_id")), _uuid_or_none(data.get("store_id")), station
-        )
-    except (ValueError, KeyError, TypeError):
-        return None
 
 
 class Daemon:
@@ -128,14 +110,14 @@ class Daemon:
                 if notify.channel == PRINTERS_CHANNEL:
                     self.dispatcher.printers_changed()
                     continue
-                route = route_from_payload(notify.payload)
-                if route is None:
+                notice = notice_from_payload(notify.payload)
+                if notice is None:
                     log.warning(
                         "unreadable notification; scanning instead", payload=notify.payload[:200]
                     )
                     await self._scan()
-                elif in_scope(self.settings, route.brand_id, route.store_id):
-                    self.dispatcher.wake(route)
+                elif in_scope(self.settings, notice.route.brand_id, notice.route.store_id):
+                    self.dispatcher.wake(notice.route, notice)
                 if self.stop_requested.is_set():
                     return
             if loop.time() - last_ping >= LISTENER_PING_S:

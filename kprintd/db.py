@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -49,6 +50,59 @@ class RouteKey:
 
 
 @dataclass(frozen=True)
+class TicketNotice:
+    """What a kitchen_ticket_new notification says (sql/0005, sql/0025)."""
+
+    route: RouteKey
+    ticket_id: int | None
+    # A new ticket's kitchen_ticket_document() as it was at the insert, when it fit the payload,
+    # with the ticket's notice_token, without which the claim will not accept it.
+    document: HeldDocument | None = None
+
+
+@dataclass(frozen=True)
+class HeldDocument:
+    token: uuid.UUID
+    document: dict[str, Any]
+
+    @property
+    def line_count(self) -> int:
+        return len(self.document["lines"])
+
+
+def _uuid_or_none(value: Any) -> uuid.UUID | None:
+    return uuid.UUID(str(value)) if value else None
+
+
+def notice_from_payload(payload: str) -> TicketNotice | None:
+    """Read a kitchen_ticket_new payload; None when it names no route.
+
+    A document that is not a JSON object with a list of lines is ignored, not trusted: the
+    claim then returns the ticket's document instead.
+    """
+    try:
+        data = json.loads(payload)
+        route = RouteKey(
+            _uuid_or_none(data.get("brand_id")),
+            _uuid_or_none(data.get("store_id")),
+            str(data["station"]),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    ticket_id = data.get("ticket_id")
+    if not isinstance(ticket_id, int) or isinstance(ticket_id, bool):
+        return TicketNotice(route, None)
+    document = data.get("document")
+    if not isinstance(document, dict) or not isinstance(document.get("lines"), list):
+        return TicketNotice(route, ticket_id)
+    try:
+        token = uuid.UUID(str(data["token"]))
+    except (ValueError, KeyError):
+        return TicketNotice(route, ticket_id)
+    return TicketNotice(route, ticket_id, HeldDocument(token, document))
+
+
+@dataclass(frozen=True)
 class RoutePrinter:
     printer_id: int
     printer_name: str
@@ -82,7 +136,8 @@ class ClaimedJob:
     ticket_id: int
     attempt: int
     max_retries: int
-    document: dict[str, Any]
+    # None: the caller said it held the document (sql/0025), and the claim agreed.
+    document: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -128,11 +183,16 @@ class Database:
         self._pool = pool
         self._settings = settings
 
-    async def claim(self, route: RouteKey, limit: int) -> list[ClaimedJob]:
+    async def claim(
+        self, route: RouteKey, limit: int, held: Mapping[int, HeldDocument] | None = None
+    ) -> list[ClaimedJob]:
+        """Claim up to `limit` due tickets of `route`. `held`: the documents already held from
+        notifications, by ticket id; the claim leaves out those it agrees are current."""
+        held = held or {}
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT ticket_id, attempt, max_retries, document"
-                " FROM kitchen_claim_print_jobs(%s, %s, %s, %s, %s, %s)",
+                " FROM kitchen_claim_print_jobs(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     self._settings.daemon_id,
                     self._settings.lease_s,
@@ -140,6 +200,9 @@ class Database:
                     route.store_id,
                     route.station,
                     limit,
+                    list(held),
+                    [h.token for h in held.values()],
+                    [h.line_count for h in held.values()],
                 ),
             )
             rows = await cur.fetchall()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 
@@ -9,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kprintd.config import Settings
-from kprintd.daemon import route_from_payload
+from kprintd.db import HeldDocument, notice_from_payload
 from kprintd.dispatch import retry_delay, ticket_from_document
 from kprintd.routing import BreakerState, CircuitBreaker, PrinterBoard
 
@@ -115,15 +116,35 @@ def test_retry_delay_grows_with_waiting_when_attempts_are_given_back() -> None:
     assert retry_delay(config, 1, waited_s=600) <= 1.2 * 30
 
 
-def test_route_from_payload_reads_the_trigger_payload_and_rejects_junk() -> None:
+def test_notice_from_payload_reads_the_trigger_payload_and_rejects_junk() -> None:
     brand = uuid.uuid4()
-    route = route_from_payload(
+    notice = notice_from_payload(
         f'{{"ticket_id": 1, "station": "bar", "brand_id": "{brand}", "store_id": null}}'
     )
-    assert route is not None
+    assert notice is not None
+    route = notice.route
     assert (route.station, route.brand_id, route.store_id) == ("bar", brand, None)
+    assert (notice.ticket_id, notice.document) == (1, None)
     for junk in ["", "not json", "[]", '{"ticket_id": 1}', '{"station": "bar", "brand_id": "x"}']:
-        assert route_from_payload(junk) is None
+        assert notice_from_payload(junk) is None
+
+
+def test_a_notice_holds_a_document_only_with_its_token_and_lines() -> None:
+    token = uuid.uuid4()
+    base = {"ticket_id": 7, "station": "bar", "brand_id": None, "store_id": None}
+    document = {"ticket_id": 7, "lines": [{"quantity": 1, "name": "Beer"}]}
+
+    notice = notice_from_payload(json.dumps(base | {"token": str(token), "document": document}))
+    assert notice is not None and notice.document == HeldDocument(token, document)
+    assert notice.document.line_count == 1
+    for unusable in [
+        {"document": document},  # no token: the claim could never accept it
+        {"token": "not a uuid", "document": document},
+        {"token": str(token), "document": {"ticket_id": 7}},  # no lines
+        {"token": str(token), "document": [document]},
+    ]:
+        notice = notice_from_payload(json.dumps(base | unusable))
+        assert notice is not None and notice.ticket_id == 7 and notice.document is None
 
 
 def test_ticket_document_becomes_a_renderable_ticket() -> None:
