@@ -19,8 +19,11 @@ from uuid import UUID
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from psycopg.rows import dict_row
 
+from kprintd.db import array_literal
 from tests.daemon_harness import Restaurant, all_settled, running_daemon, ticket, wait_until
 from tests.pos_fixtures import add_item, make_bill, make_brand, make_product, send_to_kitchen
 
@@ -296,3 +299,19 @@ def test_lines_added_after_the_announcement_are_printed(
     [paper] = kitchen.tickets()
     assert "first line" in paper.text and "second line" in paper.text
     assert ticket(database_url, ticket_id)["status"] == "printed"
+
+
+@settings(max_examples=50, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    ids=st.lists(st.integers(min_value=-(2**63), max_value=2**63 - 1), max_size=20),
+    tokens=st.lists(st.uuids(), max_size=5),
+)
+def test_the_claimsarray_literals_read_back_as_the_arrays(
+    conn: Conn, ids: list[int], tokens: list[UUID]
+) -> None:
+    # The daemon passes the held documents' ids and tokens as text (kprintd.db.array_literal).
+    row = conn.execute(
+        "SELECT %s::bigint[] AS ids, %s::uuid[] AS tokens",
+        (array_literal(ids), array_literal(tokens)),
+    ).fetchone()
+    assert row == {"ids": ids, "tokens": tokens}
