@@ -99,7 +99,8 @@ def notice_from_payload(payload: str) -> TicketNotice | None:
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
     ticket_id = data.get("ticket_id")
-    if not isinstance(ticket_id, int) or isinstance(ticket_id, bool):
+    if not isinstance(ticket_id, int) or isinstance(ticket_id, bool) or not 0 < ticket_id < 2**63:
+        # Not a ticket id (a bigint): held, it would make the claim's cast fail.
         return TicketNotice(route, None)
     document = data.get("document")
     if not isinstance(document, dict) or not isinstance(document.get("lines"), list):

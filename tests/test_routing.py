@@ -137,6 +137,10 @@ def test_a_notice_holds_a_document_only_with_its_token_and_lines() -> None:
     notice = notice_from_payload(json.dumps(base | {"token": str(token), "document": document}))
     assert notice is not None and notice.document == HeldDocument(token, document)
     assert notice.document.line_count == 1
+    huge = notice_from_payload(
+        json.dumps(base | {"ticket_id": 2**63, "token": str(token), "document": document})
+    )
+    assert huge is not None and (huge.ticket_id, huge.document) == (None, None)
     for unusable in [
         {"document": document},  # no token: the claim could never accept it
         {"token": "not a uuid", "document": document},
