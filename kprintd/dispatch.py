@@ -49,7 +49,7 @@ PRINTER_LIST_MAX_AGE_S = 600.0
 # Documents a route keeps from notifications (sql/0025) until their tickets are claimed. A daemon
 # that shares the queue with others also holds documents of tickets it will never claim: the
 # oldest go first.
-HELD_DOCUMENTS_MAX = 256
+HELD_DOCUMENTS_MAX = 64
 DEFAULT_CODEPAGE = "CP437"
 DB_RETRY_MAX_S = 10.0
 
