@@ -27,6 +27,10 @@ class Sent:
     station: str
     committed_at: float  # time.monotonic()
     measured: bool  # False during the warm-up
+    # When conn.commit() was called. The cut may come before the POS process gets the CPU back
+    # after its COMMIT (two cores for everything), so committed_at can be late; "cut - commit
+    # issued" bounds the latency from above (it includes the COMMIT's own round trip).
+    commit_issued_at: float
 
 
 class CutRecorder:
@@ -81,8 +85,9 @@ class Pos:
     def close(self) -> None:
         self.conn.close()
 
-    def send(self, station: str) -> tuple[list[int], float]:
-        """A bill with one item for `station`, sent to the kitchen; (ticket ids, commit time)."""
+    def send(self, station: str) -> tuple[list[int], float, float]:
+        """A bill with one item for `station`, sent to the kitchen; (ticket ids, when COMMIT was
+        issued, when it returned)."""
         self._bills += 1
         with self.conn.cursor() as cur:
             cur.execute(
@@ -98,8 +103,9 @@ class Pos:
             )
             cur.execute("SELECT id FROM kitchen_create_tickets(%s)", (bill[0],))
             ids = [row[0] for row in cur.fetchall()]
+        issued_at = time.monotonic()
         self.conn.commit()
-        return ids, time.monotonic()
+        return ids, issued_at, time.monotonic()
 
     def burst(self, bills: int, stations: Sequence[str]) -> list[int]:
         """`bills` bills with one item per station, all sent in ONE transaction; the ticket ids.
@@ -149,6 +155,6 @@ def steady_load(
         if delay > 0:
             time.sleep(delay)
         station = stations[n % len(stations)]
-        ids, committed_at = pos.send(station)
-        sent.extend(Sent(i, station, committed_at, n >= warmup) for i in ids)
+        ids, issued_at, committed_at = pos.send(station)
+        sent.extend(Sent(i, station, committed_at, n >= warmup, issued_at) for i in ids)
     return sent

@@ -92,6 +92,8 @@ class LatencyResult:
     achieved_rate_per_s: float
     measured_s: float
     latency: LatencySummary
+    # The same cuts from when the POS issued its COMMIT: an upper bound (see load.Sent).
+    from_commit_issued: LatencySummary
     p99_ms_by_station: dict[str, float]
     cpu: CpuUse  # warm-up included
 
@@ -257,10 +259,12 @@ def _light_load(
     for cut in site.recorder.cuts():
         first_cut.setdefault(cut.ticket_id, cut.received_at)
     by_station: dict[str, list[float]] = {}
+    from_issued: list[float] = []
     for ticket in healthy:
         cut_at = first_cut.get(ticket.ticket_id)
         latency = cut_at - ticket.committed_at if cut_at is not None else math.inf
         by_station.setdefault(ticket.station, []).append(latency)
+        from_issued.append(cut_at - ticket.commit_issued_at if cut_at is not None else math.inf)
     result = LatencyResult(
         printer_kind=kind,
         stations=tuple(stations),
@@ -268,6 +272,7 @@ def _light_load(
         achieved_rate_per_s=len(sent) / cpu.wall_s,
         measured_s=sizes.measure_s,
         latency=LatencySummary.of([v for values in by_station.values() for v in values]),
+        from_commit_issued=LatencySummary.of(from_issued),
         p99_ms_by_station={s: LatencySummary.of(v).p99_ms for s, v in by_station.items()},
         cpu=cpu,
     )
