@@ -84,7 +84,7 @@ COMMENT ON FUNCTION kitchen_ticket_notify() IS
     '8000 bytes; kprintd prints a first attempt from it.';
 
 -- 2. The audit trigger recognises a claim ---------------------------------------------------------
--- Same as 0004 but for the first branch.
+-- As in 0004, but a claim is recognised first and its description is fixed.
 CREATE OR REPLACE FUNCTION kitchen_ticket_audit() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
@@ -98,62 +98,52 @@ DECLARE
 BEGIN
     IF TG_OP = 'UPDATE' AND OLD.status = 'new' AND NEW.status = 'printing'
        AND NEW.claimed_by IS NOT NULL THEN
-        -- A claim: described by what it is, whatever the transaction describes.
+        -- A claim: described by what it is, whatever the transaction describes, so a claim
+        -- need not set (and then restore) the settings below.
+        v_action := 'print_start';
+        v_actor := 'printer_service';
         v_base := jsonb_build_object('print_attempts', NEW.print_attempts, 'daemon', NEW.claimed_by);
-        IF OLD.claimed_by IS NOT NULL AND NEW.claimed_by IS DISTINCT FROM OLD.claimed_by THEN
-            v_base := v_base || jsonb_build_object('previous_claimed_by', OLD.claimed_by);
-        END IF;
-        IF NEW.may_have_printed AND NOT OLD.may_have_printed THEN
-            v_base := v_base || jsonb_build_object('may_have_printed', true);
-        END IF;
-        INSERT INTO kitchen_kitchenticketlog
-            (ticket_id, timestamp, old_status, new_status, action, actor,
-             printer_ip, error_code, error_message, duration_ms, metadata)
-        VALUES
-            (NEW.id, clock_timestamp(), OLD.status, NEW.status, 'print_start', 'printer_service',
-             NEW.printer_ip, NULL, NULL, NULL, v_base);
-        RETURN NULL;
-    END IF;
-
-    v_action     := NULLIF(btrim(current_setting('kprintd.action', true)), '');
-    v_actor      := NULLIF(btrim(current_setting('kprintd.actor', true)), '');
-    v_duration   := NULLIF(btrim(current_setting('kprintd.duration_ms', true)), '');
-    v_error_code := NULLIF(btrim(current_setting('kprintd.error_code', true)), '');
-    v_meta_text  := NULLIF(btrim(current_setting('kprintd.metadata', true)), '');
-    IF v_duration IS NOT NULL AND v_duration !~ '^[0-9]{1,9}$' THEN
-        RAISE EXCEPTION 'kprintd.duration_ms must be a non-negative integer of milliseconds, got %', quote_literal(v_duration)
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Set it with kitchen_describe_change(), or clear it with set_config(''kprintd.duration_ms'', '''', true).';
-    END IF;
-    IF v_meta_text IS NOT NULL THEN
-        v_extra := v_meta_text::jsonb;
-        IF jsonb_typeof(v_extra) <> 'object' THEN
-            RAISE EXCEPTION 'kprintd.metadata must be a JSON object, got %', v_meta_text
+    ELSE
+        v_action     := NULLIF(btrim(current_setting('kprintd.action', true)), '');
+        v_actor      := NULLIF(btrim(current_setting('kprintd.actor', true)), '');
+        v_duration   := NULLIF(btrim(current_setting('kprintd.duration_ms', true)), '');
+        v_error_code := NULLIF(btrim(current_setting('kprintd.error_code', true)), '');
+        v_meta_text  := NULLIF(btrim(current_setting('kprintd.metadata', true)), '');
+        IF v_duration IS NOT NULL AND v_duration !~ '^[0-9]{1,9}$' THEN
+            RAISE EXCEPTION 'kprintd.duration_ms must be a non-negative integer of milliseconds, got %', quote_literal(v_duration)
                 USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'Set it with kitchen_describe_change(), or clear it with set_config(''kprintd.metadata'', '''', true).';
+                      HINT = 'Set it with kitchen_describe_change(), or clear it with set_config(''kprintd.duration_ms'', '''', true).';
         END IF;
-    END IF;
+        IF v_meta_text IS NOT NULL THEN
+            v_extra := v_meta_text::jsonb;
+            IF jsonb_typeof(v_extra) <> 'object' THEN
+                RAISE EXCEPTION 'kprintd.metadata must be a JSON object, got %', v_meta_text
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'Set it with kitchen_describe_change(), or clear it with set_config(''kprintd.metadata'', '''', true).';
+            END IF;
+        END IF;
 
-    IF TG_OP = 'INSERT' THEN
-        v_base := jsonb_build_object(
-            'items_count', (SELECT count(*) FROM kitchen_kitchenticketitem i WHERE i.kitchen_ticket_id = NEW.id),
-            'bill_id', NEW.bill_id,
-            'station', NEW.printer_target,
-            'ticket_type', NEW.ticket_type);
-        IF NEW.is_reprint THEN
-            v_base := v_base || jsonb_build_object('reprint_of', NEW.original_ticket_id);
+        IF TG_OP = 'INSERT' THEN
+            v_base := jsonb_build_object(
+                'items_count', (SELECT count(*) FROM kitchen_kitchenticketitem i WHERE i.kitchen_ticket_id = NEW.id),
+                'bill_id', NEW.bill_id,
+                'station', NEW.printer_target,
+                'ticket_type', NEW.ticket_type);
+            IF NEW.is_reprint THEN
+                v_base := v_base || jsonb_build_object('reprint_of', NEW.original_ticket_id);
+            END IF;
+            INSERT INTO kitchen_kitchenticketlog
+                (ticket_id, timestamp, old_status, new_status, action, actor,
+                 printer_ip, error_code, error_message, duration_ms, metadata)
+            VALUES
+                (NEW.id, clock_timestamp(), NULL, NEW.status, 'created', left(COALESCE(v_actor, session_user), 100),
+                 NEW.printer_ip, NEW.error_code, NEW.error_message, NULL, v_base || v_extra);
+            RETURN NULL;
         END IF;
-        INSERT INTO kitchen_kitchenticketlog
-            (ticket_id, timestamp, old_status, new_status, action, actor,
-             printer_ip, error_code, error_message, duration_ms, metadata)
-        VALUES
-            (NEW.id, clock_timestamp(), NULL, NEW.status, 'created', left(COALESCE(v_actor, session_user), 100),
-             NEW.printer_ip, NEW.error_code, NEW.error_message, NULL, v_base || v_extra);
-        RETURN NULL;
+        v_base := jsonb_build_object('print_attempts', NEW.print_attempts);
     END IF;
 
     -- UPDATE that changed status (the trigger's WHEN clause)
-    v_base := jsonb_build_object('print_attempts', NEW.print_attempts);
     IF OLD.claimed_by IS NOT NULL AND NEW.claimed_by IS DISTINCT FROM OLD.claimed_by THEN
         v_base := v_base || jsonb_build_object('previous_claimed_by', OLD.claimed_by);
     END IF;
