@@ -50,6 +50,10 @@ PRINTER_LIST_MAX_AGE_S = 600.0
 # that shares the queue with others also holds documents of tickets it will never claim: the
 # oldest go first.
 HELD_DOCUMENTS_MAX = 64
+# A route with nothing to print for this long lets its worker go; its next ticket starts a new
+# one. Anyone who can connect can NOTIFY: without this, made-up routes would each keep a worker
+# polling the database forever.
+ROUTE_IDLE_RETIRE_S = 900.0
 DEFAULT_CODEPAGE = "CP437"
 DB_RETRY_MAX_S = 10.0
 
@@ -304,6 +308,11 @@ class Dispatcher:
         for worker in self._workers.values():
             worker.forget_printers()
 
+    def retire(self, worker: RouteWorker) -> None:
+        """Forget an idle route's worker (it is about to return); a wake starts a new one."""
+        if self._workers.get(worker.route) is worker:
+            del self._workers[worker.route]
+
     def wake(self, route: RouteKey, notice: TicketNotice | None = None) -> None:
         if self.stopping.is_set():
             return
@@ -404,6 +413,7 @@ class RouteWorker:
         self._printer_list: tuple[float, list[RoutePrinter]] | None = None
         # Documents from notifications, oldest first, by ticket id.
         self._held: dict[int, HeldDocument] = {}
+        self._last_claimed = time.monotonic()
         self.log = log.bind(station=route.station, brand_id=str(route.brand_id))
 
     def start(self) -> None:
@@ -433,6 +443,7 @@ class RouteWorker:
         db_backoff = 0.2
         while not stopping.is_set():
             self._wake.clear()
+            hold_s: float | None = None
             try:
                 hold_s = await self._drain()
                 wait_s = await self.dispatcher.db.seconds_until_due(self.route)
@@ -455,12 +466,23 @@ class RouteWorker:
                 wait_s = db_backoff
                 db_backoff = min(db_backoff * 2, DB_RETRY_MAX_S)
             if wait_s is None:
+                if self._idle_for_good(hold_s):
+                    return
                 wait_s = settings.sweep_interval_s
             if wait_s <= 0:
                 continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(wait_s, settings.sweep_interval_s)):
                     await self._wake.wait()
+
+    def _idle_for_good(self, hold_s: float | None) -> bool:
+        """Nothing waits on the route and nothing was claimed for ROUTE_IDLE_RETIRE_S: retire.
+        No await between the check and the retirement, so no wake can fall in between."""
+        idle_s = time.monotonic() - self._last_claimed
+        if hold_s is not None or self._wake.is_set() or idle_s < ROUTE_IDLE_RETIRE_S:
+            return False
+        self.dispatcher.retire(self)
+        return True
 
     async def _printers(self) -> list[RoutePrinter]:
         now = time.monotonic()
@@ -506,6 +528,7 @@ class RouteWorker:
                 prerendered = None  # not claimed, or not on its first attempt: rendered anew
             jobs = self._with_held_documents(jobs, offered)
             if jobs:
+                self._last_claimed = time.monotonic()
                 await self._print(jobs, printers, precheck, prerendered)
             if len(jobs) < CLAIM_BATCH:
                 return None

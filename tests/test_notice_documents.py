@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.rows import dict_row
 
+from kprintd import dispatch
 from kprintd.db import array_literal
 from tests.daemon_harness import Restaurant, all_settled, running_daemon, ticket, wait_until
 from tests.pos_fixtures import add_item, make_bill, make_brand, make_product, send_to_kitchen
@@ -315,3 +316,26 @@ def test_the_claimsarray_literals_read_back_as_the_arrays(
         (array_literal(ids), array_literal(tokens)),
     ).fetchone()
     assert row == {"ids": ids, "tokens": tokens}
+
+
+def test_made_up_routes_do_not_keep_workers(
+    database_url: str, restaurant: Restaurant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Anyone who can connect can NOTIFY: a route nobody prints for lets its worker go.
+    monkeypatch.setattr(dispatch, "ROUTE_IDLE_RETIRE_S", 1.0)
+    kitchen = restaurant.printer("kitchen")
+    with (
+        running_daemon(database_url) as daemon,
+        psycopg.connect(database_url, autocommit=True) as forger,
+    ):
+        assert daemon.daemon is not None
+        workers = daemon.daemon.dispatcher._workers
+        for n in range(20):
+            payload = {"ticket_id": n + 1, "station": f"nowhere-{n}", "brand_id": None}
+            forger.execute("SELECT pg_notify('kitchen_ticket_new', %s)", (json.dumps(payload),))
+        wait_until(lambda: len(workers) >= 20, what="a worker per made-up route")
+        wait_until(lambda: not workers, what="the idle workers retired")
+        [ticket_id] = restaurant.send("kitchen")  # a retired route starts again
+        wait_until(lambda: all_settled(database_url), what="ticket printed")
+    assert len(kitchen.tickets()) == 1
+    assert ticket(database_url, ticket_id)["status"] == "printed"
