@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 from psycopg.rows import dict_row
 
 from kprintd import dispatch
-from kprintd.db import array_literal
+from kprintd.config import Settings
+from kprintd.db import HeldDocument, RouteKey, array_literal
 from tests.daemon_harness import Restaurant, all_settled, running_daemon, ticket, wait_until
 from tests.pos_fixtures import add_item, make_bill, make_brand, make_product, send_to_kitchen
 
@@ -339,3 +340,63 @@ def test_made_up_routes_do_not_keep_workers(
         wait_until(lambda: all_settled(database_url), what="ticket printed")
     assert len(kitchen.tickets()) == 1
     assert ticket(database_url, ticket_id)["status"] == "printed"
+
+
+# The daemon's side: what a route holds ----------------------------------------------------------
+
+
+def _route_worker() -> dispatch.RouteWorker:
+    settings = Settings(database_url="postgresql:///unused")
+    return dispatch.RouteWorker(dispatch.Dispatcher(settings, None), RouteKey(None, None, "bar"))  # type: ignore[arg-type]
+
+
+def _held(ticket_id: int, tag: str = "") -> HeldDocument:
+    return HeldDocument(uuid.uuid4(), {"ticket_id": ticket_id, "tag": tag, "lines": [{}]})
+
+
+@settings(max_examples=200)
+@given(st.lists(st.integers(min_value=1, max_value=120), max_size=300))
+def test_a_route_holds_a_bounded_number_of_documents_and_keeps_the_first_heard(
+    notified: list[int],
+) -> None:
+    worker = _route_worker()
+    model: dict[int, HeldDocument] = {}  # what the route should hold, oldest first
+    for ticket_id in notified:
+        document = _held(ticket_id)
+        worker.hold(ticket_id, document)
+        if ticket_id not in model:  # a later notification never replaces the first
+            if len(model) == dispatch.HELD_DOCUMENTS_MAX:
+                del model[next(iter(model))]
+            model[ticket_id] = document
+        assert list(worker._held.items()) == list(model.items())
+        assert len(worker._held) <= dispatch.HELD_DOCUMENTS_MAX
+
+
+@settings(max_examples=200)
+@given(
+    offered_ids=st.lists(st.integers(min_value=1, max_value=60), unique=True, max_size=16),
+    claimed_ids=st.lists(st.integers(min_value=1, max_value=60), unique=True, max_size=16),
+    left_out=st.sets(st.integers(min_value=1, max_value=60)),
+)
+def test_claimed_jobs_get_their_held_documents_and_settled_ones_are_forgotten(
+    offered_ids: list[int], claimed_ids: list[int], left_out: set[int]
+) -> None:
+    worker = _route_worker()
+    for ticket_id in offered_ids:
+        worker.hold(ticket_id, _held(ticket_id))
+    offered = dict(worker._held)
+    jobs = [
+        # The claim leaves a document out only for a ticket the route offered.
+        dispatch.ClaimedJob(t, 1, 3, None)
+        if t in offered and t in left_out
+        else dispatch.ClaimedJob(t, 1, 3, {"ticket_id": t, "from": "claim"})
+        for t in sorted(claimed_ids)
+    ]
+    complete = worker._with_held_documents(jobs, offered)
+    assert [job.ticket_id for job in complete] == sorted(claimed_ids)
+    for job in complete:
+        assert job.document is not None and job.document["ticket_id"] == job.ticket_id
+        if job.ticket_id in offered and job.ticket_id in left_out:
+            assert job.document is offered[job.ticket_id].document
+    newest = max(claimed_ids, default=0)
+    assert set(worker._held) == {t for t in offered if t > newest}
