@@ -43,6 +43,13 @@ COMMENT ON COLUMN kitchen_kitchenticket.notice_token IS
 CREATE OR REPLACE FUNCTION kitchen_ticket_notify() RETURNS trigger
     LANGUAGE plpgsql AS $$
 DECLARE
+    v_notice   jsonb := jsonb_build_object(
+        'ticket_id',   NEW.id,
+        'station',     NEW.printer_target,
+        'brand_id',    NEW.brand_id,
+        'store_id',    NEW.store_id,
+        'ticket_type', NEW.ticket_type,
+        'due_at',      NEW.next_attempt_at);
     v_document jsonb;
     v_payload  text;
 BEGIN
@@ -50,27 +57,14 @@ BEGIN
         v_document := kitchen_ticket_document(NEW.id);
         -- No lines yet: the POS inserts them in a later statement, so the claim builds it.
         IF NEW.notice_token IS NOT NULL AND jsonb_array_length(v_document -> 'lines') > 0 THEN
-            v_payload := json_build_object(
-                'ticket_id',   NEW.id,
-                'station',     NEW.printer_target,
-                'brand_id',    NEW.brand_id,
-                'store_id',    NEW.store_id,
-                'ticket_type', NEW.ticket_type,
-                'due_at',      NEW.next_attempt_at,
-                'token',       NEW.notice_token,
-                'document',    v_document)::text;
+            v_payload := (v_notice || jsonb_build_object(
+                'token', NEW.notice_token, 'document', v_document))::text;
             IF octet_length(v_payload) >= 8000 THEN
                 v_payload := NULL;  -- too big for NOTIFY: announced without it
             END IF;
         END IF;
     END IF;
-    PERFORM pg_notify('kitchen_ticket_new', coalesce(v_payload, json_build_object(
-        'ticket_id',   NEW.id,
-        'station',     NEW.printer_target,
-        'brand_id',    NEW.brand_id,
-        'store_id',    NEW.store_id,
-        'ticket_type', NEW.ticket_type,
-        'due_at',      NEW.next_attempt_at)::text));
+    PERFORM pg_notify('kitchen_ticket_new', coalesce(v_payload, v_notice::text));
     RETURN NULL;
 END
 $$;
