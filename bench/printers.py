@@ -1,13 +1,15 @@
 """Printers on loopback for the benchmark, in child processes that report every cut.
 
-Owns two kinds of printer, both on their own loopback address at port 9100 and both answering
-the DLE EOT status requests kprintd sends before and after each job:
+Owns two kinds of printer, both on their own loopback address at port 9100, both answering the
+DLE EOT status requests kprintd sends after each job (and before it, to a printer that does not
+push its status) and both turning on Automatic Status Back when asked (GS a):
 
 * "emulator": the project's EmulatedPrinter, unchanged, one child process per printer (ten in one
   Python process would serialize on its GIL, and the benchmark would measure that queue). It
   decodes every ticket onto paper, which costs it more CPU per ticket than kprintd spends.
 * "lean": one child for all printers, a thread per connection, that only tokenizes the stream
-  (kprintd's own StreamDecoder), answers status and notes each cut, stamped with the moment the
+  (kprintd's own StreamDecoder), answers status (its state never changes, so ASB sends only
+  the first block) and notes each cut, stamped with the moment the
   bytes carrying it arrived; "black_hole" accepts and never reads. The verdicts are measured with
   these, so that they measure kprintd and PostgreSQL rather than the emulators, which would
   share the same two cores.
@@ -40,7 +42,12 @@ from typing import Literal
 
 from kprintd.emulator import EmulatedPrinter, Fault, ReceivedTicket
 from kprintd.escpos_decode import Command, StreamDecoder, Text
-from kprintd.printer_status import PrinterState, build_status_response
+from kprintd.printer_status import (
+    STATUS_BACK_ITEMS,
+    PrinterState,
+    build_status_back,
+    build_status_response,
+)
 
 Kind = Literal["emulator", "lean"]
 PRINTER_PORT = 9100
@@ -281,6 +288,9 @@ class _LeanPrinters:
                     text.append(event.raw)
                 elif isinstance(event, Command) and event.name == "DLE EOT":
                     conn.sendall(build_status_response(event.params[0], self._state))
+                elif isinstance(event, Command) and event.name == "GS a":
+                    if event.params[0] & STATUS_BACK_ITEMS:
+                        conn.sendall(build_status_back(self._state))
                 elif isinstance(event, Command) and event.name in CUT_COMMANDS:
                     match = self._footer.search(b"".join(text))
                     text.clear()

@@ -540,8 +540,8 @@ class Service:
         self.scene(pace, "5. The main kitchen printer dies: failover to the backup")
         say("  It hangs: its network card still accepts connections, but it never answers.")
         self.printers["kitchen-main"].set_fault(FaultMode.BLACK_HOLE)
-        # An open connection picks the fault up between two reads (50 ms): the hang must come
-        # before the next ticket, or that ticket may be sent first and be printed with RETRY.
+        # An open connection picks the fault up between two reads (50 ms): the ticket must find
+        # the printer hung, not be read by it just before.
         self.pause(0.2)
         self._pos("BEGIN")
         takeaway = self.open_bill(
@@ -552,6 +552,20 @@ class Service:
         )
         ids = self.send_to_kitchen(takeaway)
         self.expect(self._by_station(ids, kitchen="kitchen-backup"))
+        if "R E T R Y" in self.printers["kitchen-backup"].tickets()[-1].text:
+            why = (
+                "Its last word was 'ready' (it pushes every status change), so kprintd sent it"
+                f" the ticket and waited {DAEMON_SETTINGS['printer_send_timeout_s']:g} s for a"
+                " confirmation that never came. It may still print those bytes when it comes"
+                " back, so the backup's copy says RETRY: a possible duplicate is never silent."
+            )
+        else:
+            why = (
+                "kprintd asked it for its status before sending the ticket and got no answer"
+                f" within {DAEMON_SETTINGS['printer_send_timeout_s']:g} s: it never got the"
+                " ticket, so the backup's copy needs no RETRY banner."
+            )
+        wrapped("  ", why, indent=3)
         row = self.db.execute(
             "SELECT failed_prints, last_error_message FROM kitchen_stationprinter"
             " WHERE printer_name = 'Kitchen main'"

@@ -40,8 +40,9 @@ log = structlog.get_logger("kprintd.dispatch")
 # Tickets claimed per round trip. Large enough to clear a burst quickly, small enough that a
 # printer failing mid-batch only sends a handful of tickets to the backup with a RETRY banner.
 CLAIM_BATCH = 16
-# A status answer this fresh stands for the status request before a job. Only the warm-up check
-# (asked while the claim is in flight, a millisecond before the job) is ever this fresh.
+# A status answer this fresh stands for the status request before a job: the warm-up check (asked
+# while the claim is in flight, a millisecond before the job) or the previous job's confirmation.
+# A printer that pushes its status changes (ASB) needs no such answer while it says it is ready.
 PRECHECK_FRESH_S = 0.1
 # How long a route trusts its list of printers without hearing of a change. Changes are announced
 # on kitchen_printers_changed and apply to the next ticket; this only bounds the damage of a bug.
@@ -192,10 +193,13 @@ class PrinterLinks:
                 await self._send_unconfirmed(slot, address, data)
                 return
             try:
-                # Ask first unless the warm-up just did: a ticket sent to a printer that died
-                # since its last job would have to be reprinted elsewhere with a RETRY banner.
+                # Ask first unless the warm-up just did or the printer pushes its changes: a
+                # ticket sent to a printer that died since its last job would have to be
+                # reprinted elsewhere with a RETRY banner.
                 connection = slot.connection
-                if connection is None or not connection.ready_within(PRECHECK_FRESH_S):
+                if connection is None or not (
+                    connection.known_ready() or connection.ready_within(PRECHECK_FRESH_S)
+                ):
                     problem = describe_unprintable(await self._status(slot, address))
                     if problem is not None:
                         raise problem
@@ -222,6 +226,11 @@ class PrinterLinks:
             await connection.send_unconfirmed(data, self._settings.printer_send_timeout_s)
         finally:
             await connection.close()
+
+    def known_ready(self, printer: RoutePrinter) -> bool:
+        """Is `printer` connected, pushing its status changes, and ready by the last of them?"""
+        slot = self._slots.get(PrinterAddress(printer.host, printer.port))
+        return slot is not None and slot.connection is not None and slot.connection.known_ready()
 
     async def reach(self, address: PrinterAddress) -> None:
         """Connect and hang up, on the printer's slot: all a check can ask of a printer that
@@ -588,11 +597,14 @@ class RouteWorker:
         """Ask the route's first healthy printer for its status while the claim is in flight.
 
         The two round trips overlap, so the status request no longer sits between the commit
-        and the paper.
+        and the paper. Not asked of a printer whose pushed status (ASB) says it is ready: the
+        request would only cost both ends a wake-up while the claim runs.
         """
         printer = self._first_healthy(printers)
         if printer is None or not printer.answers_status:
             return None  # nobody to ask, or nothing to ask it
+        if self.dispatcher.links.known_ready(printer):
+            return None
         return asyncio.create_task(self._check(printer))
 
     def _prerender(

@@ -2,7 +2,8 @@
 
 This module owns the emulator: :class:`EmulatedPrinter` (a TCP server that reads
 ESC/POS, answers DLE EOT status requests from a simulated :class:`PrinterState`,
-splits jobs at each cut and keeps them as :class:`ReceivedTicket`), fault
+pushes every change of that state to connections that enabled Automatic Status
+Back with GS a, splits jobs at each cut and keeps them as :class:`ReceivedTicket`), fault
 injection (:class:`Fault`), a line-based control port, and the
 ``kprintd emulator`` command line (:func:`main`). It only ever binds to
 127.0.0.0/8. Decoding and paper rendering live in :mod:`kprintd.escpos_decode`,
@@ -49,7 +50,14 @@ from kprintd.escpos_decode import (
     render_png,
     render_text,
 )
-from kprintd.printer_status import PaperState, PrinterState, StatusRequest, build_status_response
+from kprintd.printer_status import (
+    STATUS_BACK_ITEMS,
+    PaperState,
+    PrinterState,
+    StatusRequest,
+    build_status_back,
+    build_status_response,
+)
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +186,7 @@ class PrinterStats:
     bytes_received: int
     status_requests: int
     bytes_discarded: int
+    status_backs: int  # ASB blocks sent: one when enabled, then one per change
 
 
 TicketListener = Callable[[ReceivedTicket], None]
@@ -208,6 +217,7 @@ class EmulatedPrinter:
         hold_limit: int = 1 << 20,
         receive_buffer: int | None = None,
         answers_status: bool = True,
+        pushes_status: bool = True,
     ) -> None:
         self.name = name
         self.host = check_loopback(host)
@@ -220,6 +230,8 @@ class EmulatedPrinter:
         self.receive_buffer = receive_buffer
         # False: like many cheap printers and raw-port print servers, never answer DLE EOT.
         self.answers_status = answers_status
+        # False: like older printers, ignore GS a and never push status changes (ASB).
+        self.pushes_status = pushes_status
         self._fault = fault if isinstance(fault, Fault) else Fault(fault)
         self._state = state or PrinterState()
         self._lock = threading.Lock()
@@ -230,6 +242,7 @@ class EmulatedPrinter:
         self._subscribers: list[queue.Queue[ReceivedTicket]] = []
         self._listener: socket.socket | None = None
         self._connections: set[socket.socket] = set()
+        self._sessions: set[_Session] = set()
         self._threads: set[threading.Thread] = set()
         self._stopping = threading.Event()
         self._started = False
@@ -238,6 +251,7 @@ class EmulatedPrinter:
         self._bytes_received = 0
         self._status_requests = 0
         self._bytes_discarded = 0
+        self._status_backs = 0
 
     # -- lifecycle
 
@@ -349,23 +363,24 @@ class EmulatedPrinter:
         return self._state
 
     def set_state(self, state: PrinterState) -> None:
-        self._state = state
+        with self._lock:
+            self._state = state
+            sessions = list(self._sessions)
+        # Pushed before returning, as a real printer would the moment its sensor changes.
+        for session in sessions:
+            session.push_status()
 
     def set_paper(self, paper: PaperState | str) -> None:
-        with self._lock:
-            self._state = dataclasses.replace(self._state, paper=PaperState(paper))
+        self.set_state(dataclasses.replace(self._state, paper=PaperState(paper)))
 
     def set_cover_open(self, cover_open: bool) -> None:
-        with self._lock:
-            self._state = dataclasses.replace(self._state, cover_open=cover_open)
+        self.set_state(dataclasses.replace(self._state, cover_open=cover_open))
 
     def set_online(self, online: bool) -> None:
-        with self._lock:
-            self._state = dataclasses.replace(self._state, online=online)
+        self.set_state(dataclasses.replace(self._state, online=online))
 
     def set_cutter_error(self, cutter_error: bool) -> None:
-        with self._lock:
-            self._state = dataclasses.replace(self._state, cutter_error=cutter_error)
+        self.set_state(dataclasses.replace(self._state, cutter_error=cutter_error))
 
     # -- results
 
@@ -385,6 +400,7 @@ class EmulatedPrinter:
                 bytes_received=self._bytes_received,
                 status_requests=self._status_requests,
                 bytes_discarded=self._bytes_discarded,
+                status_backs=self._status_backs,
             )
 
     def clear(self) -> None:
@@ -447,6 +463,8 @@ class EmulatedPrinter:
 
     def _serve(self, conn: socket.socket, number: int) -> None:
         session = _Session(self, conn, number)
+        with self._lock:
+            self._sessions.add(session)
         try:
             session.run()
         except OSError as exc:
@@ -454,17 +472,21 @@ class EmulatedPrinter:
         finally:
             with self._lock:
                 self._connections.discard(conn)
+                self._sessions.discard(session)
             with contextlib.suppress(OSError):
                 conn.close()
             session.finish()
 
     # -- called by sessions
 
-    def _count(self, received: int = 0, status: int = 0, discarded: int = 0) -> None:
+    def _count(
+        self, received: int = 0, status: int = 0, discarded: int = 0, status_backs: int = 0
+    ) -> None:
         with self._lock:
             self._bytes_received += received
             self._status_requests += status
             self._bytes_discarded += discarded
+            self._status_backs += status_backs
 
     def _publish(self, job: DecodedJob, connection: int) -> None:
         now_mono, now_wall = time.monotonic(), time.time()
@@ -546,6 +568,12 @@ class _Session:
         self.held_bytes = 0
         self.received = 0
         self.unread = b""  # bytes that arrived after a black-hole fault began: left unread
+        # Automatic Status Back: the items GS a enabled (0: off) and the block last sent.
+        self.status_back_items = 0
+        self.status_back_sent = b""
+        # Replies from this thread and pushes from the one changing the state share the socket.
+        # Reentrant: a ticket listener may change the state from this thread.
+        self.send_lock = threading.RLock()
         conn.settimeout(_POLL)
 
     def run(self) -> None:
@@ -589,12 +617,22 @@ class _Session:
             p._stopping.wait(_POLL)
 
     def _handle(self, events: list[Event]) -> None:
+        # Answers are built and sent under the lock pushes take, so that a state pushed after an
+        # answer never reaches the host before it.
+        with self.send_lock:
+            self._handle_locked(events)
+
+    def _handle_locked(self, events: list[Event]) -> None:
         p = self.printer
         replies = bytearray()
         for event in events:
             if isinstance(event, Command) and event.name == "DLE EOT":
                 # Real-time requests are answered on arrival and are not part of a job.
                 replies += self._status_reply(event)
+                continue
+            if isinstance(event, Command) and event.name == "GS a":
+                # Taken at once even while data is held: the host waits for the first block.
+                replies += self._enable_status_back(event.params[0])
                 continue
             if self.held or not p.state.can_print:
                 if p.keep_data_while_unready:
@@ -616,6 +654,35 @@ class _Session:
         if not self.printer.answers_status:
             return b""
         return build_status_response(n, self.printer.state)
+
+    def _enable_status_back(self, items: int) -> bytes:
+        """GS a n: the first block goes back at once, the next ones on every change."""
+        if not (self.printer.answers_status and self.printer.pushes_status):
+            return b""
+        self.status_back_items = items & STATUS_BACK_ITEMS
+        if not self.status_back_items:
+            return b""
+        self.status_back_sent = build_status_back(self.printer.state)
+        self.printer._count(status_backs=1)
+        return self.status_back_sent
+
+    def push_status(self) -> None:
+        """Send the printer's ASB block if this connection enabled ASB and the block changed.
+        A black hole says nothing, not even this."""
+        with self.send_lock:
+            block = build_status_back(self.printer.state)
+            if (
+                not self.status_back_items
+                or block == self.status_back_sent
+                or self.printer.fault.mode is FaultMode.BLACK_HOLE
+            ):
+                return
+            self.status_back_sent = block
+            try:
+                self.conn.sendall(block)
+            except OSError:
+                return  # the connection is going; its own thread notices
+        self.printer._count(status_backs=1)
 
     def _release_held(self) -> None:
         while self.held and self.printer.state.can_print:

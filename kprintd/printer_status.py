@@ -1,9 +1,11 @@
-"""Real-time printer status (DLE EOT n, n = 1..4) as defined by Epson ESC/POS.
+"""Printer status as defined by Epson ESC/POS: real-time (DLE EOT n, n = 1..4) and pushed
+(Automatic Status Back, enabled by GS a n).
 
 This module owns the meaning of the four status bytes a printer returns to
-``DLE EOT n``: how to build them from a simulated printer state (used by the
-emulator) and how to parse them back (used by the daemon's printer transport).
-It does no I/O.
+``DLE EOT n`` and of the four-byte block it pushes on every change once ASB is
+on: how to build them from a simulated printer state (used by the emulator)
+and how to parse them back (used by the daemon's printer transport). It does
+no I/O.
 
 Bit layout (bits 1 and 4 are always 1, bits 0 and 7 always 0, so every valid
 answer matches ``0xx1xx10``):
@@ -21,6 +23,21 @@ n      name                        bits
                                    6 automatically recoverable error
 4      roll paper sensor           2+3 near end detected, 5+6 paper end
 =====  ==========================  ======================================
+
+An ASB block is four bytes; its first matches ``0xx1xx00`` and the other three
+``0xx0xxxx``, so it is told apart from DLE EOT answers by bits 0 and 1 of its
+first byte:
+
+=====  ==========================  ======================================
+byte   name                        bits
+=====  ==========================  ======================================
+1      printer information         2 drawer pin 3 high, 3 offline,
+                                   5 cover open, 6 paper fed by button
+2      error information           3 autocutter error, 5 unrecoverable error,
+                                   6 automatically recoverable error
+3      paper sensor information    0+1 near end detected, 2+3 paper end
+4      paper sensor information    reserved
+=====  ==========================  ======================================
 """
 
 from __future__ import annotations
@@ -30,6 +47,15 @@ from dataclasses import dataclass, replace
 from enum import Enum, IntEnum
 
 DLE_EOT = b"\x10\x04"
+
+STATUS_BACK_ITEMS = 0b0000_1110
+"""GS a n bits: online/offline, errors and the roll paper sensor (not the cash drawer)."""
+ENABLE_STATUS_BACK = b"\x1d\x61" + bytes([STATUS_BACK_ITEMS])
+STATUS_BACK_SIZE = 4
+
+_STATUS_BACK_FIRST_ONES = 0b0001_0000
+_STATUS_BACK_FIRST_MASK = 0b1001_0011
+_STATUS_BACK_REST_MASK = 0b1001_0000
 
 _FIXED_ONES = 0b0001_0010
 _FIXED_MASK = 0b1001_0011
@@ -244,17 +270,76 @@ def state_from_responses(
             paper = PaperState.OUT
         elif s.near_end and paper is not PaperState.OUT:
             paper = PaperState.NEAR_END
-    state = PrinterState(
-        cover_open=cover_open,
-        paper=paper,
-        cutter_error=cutter,
-        unrecoverable_error=unrecoverable,
-        auto_recoverable_error=auto_recoverable,
-        drawer_pin3_high=drawer,
-        feed_button_pressed=feed,
+    return _with_offline(
+        PrinterState(
+            cover_open=cover_open,
+            paper=paper,
+            cutter_error=cutter,
+            unrecoverable_error=unrecoverable,
+            auto_recoverable_error=auto_recoverable,
+            drawer_pin3_high=drawer,
+            feed_button_pressed=feed,
+        ),
+        online,
     )
+
+
+def _with_offline(state: PrinterState, online: bool) -> PrinterState:
     # "Offline" is derived from its causes when they are known; a printer that says
     # it is offline without a cause we can see is simply offline.
     if not online and state.can_print:
-        state = replace(state, online=False)
+        return replace(state, online=False)
     return state
+
+
+def build_status_back(state: PrinterState) -> bytes:
+    """The ASB block a printer in ``state`` pushes when its status changes."""
+    printer = (
+        _bit(state.drawer_pin3_high, 2)
+        | _bit(not state.can_print, 3)
+        | _STATUS_BACK_FIRST_ONES
+        | _bit(state.cover_open, 5)
+        | _bit(state.feed_button_pressed, 6)
+    )
+    errors = (
+        _bit(state.cutter_error, 3)
+        | _bit(state.unrecoverable_error, 5)
+        | _bit(state.auto_recoverable_error, 6)
+    )
+    paper = (0b0000_0011 if state.paper is not PaperState.OK else 0) | (
+        0b0000_1100 if state.paper is PaperState.OUT else 0
+    )
+    return bytes([printer, errors, paper, 0])
+
+
+def is_status_back_start(value: int) -> bool:
+    """True if ``value`` can begin an ASB block (and so is no DLE EOT answer)."""
+    return value & _STATUS_BACK_FIRST_MASK == _STATUS_BACK_FIRST_ONES
+
+
+def state_from_status_back(block: bytes) -> PrinterState:
+    """Parse an ASB block; raises ``ValueError`` if its fixed bits are wrong."""
+    if (
+        len(block) != STATUS_BACK_SIZE
+        or not is_status_back_start(block[0])
+        or any(b & _STATUS_BACK_REST_MASK for b in block[1:])
+    ):
+        raise ValueError(f"{block.hex(' ')} is not an automatic status back block")
+    printer, errors, paper_bits = block[0], block[1], block[2]
+    paper = PaperState.OK
+    if paper_bits & 0b0000_1100:
+        paper = PaperState.OUT
+    elif paper_bits & 0b0000_0011:
+        paper = PaperState.NEAR_END
+    return _with_offline(
+        PrinterState(
+            cover_open=bool(printer & 0x20),
+            paper=paper,
+            cutter_error=bool(errors & 0x08),
+            unrecoverable_error=bool(errors & 0x20),
+            auto_recoverable_error=bool(errors & 0x40),
+            drawer_pin3_high=bool(printer & 0x04),
+            feed_button_pressed=bool(printer & 0x40),
+        ),
+        online=not printer & 0x08,
+    )
