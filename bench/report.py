@@ -47,7 +47,6 @@ class Results:
     machine: Machine
     sizes: dict[str, Any]
     latency: LatencyResult | None = None
-    unpinned_latency: LatencyResult | None = None
     emulator_latency: LatencyResult | None = None
     isolation: IsolationResult | None = None
     throughput: ThroughputResult | None = None
@@ -58,7 +57,6 @@ class Results:
         """Every measurement window, named, with the CPU it saw."""
         named: list[tuple[str, LatencyResult | ThroughputResult | None]] = [
             ("latency", self.latency),
-            ("latency, daemon not pinned", self.unpinned_latency),
             ("latency on emulators", self.emulator_latency),
             ("isolation", self.isolation.healthy if self.isolation else None),
             ("burst", self.throughput),
@@ -120,16 +118,6 @@ def checks(results: Results) -> list[Check]:
     out: list[Check] = []
     if results.latency is not None:
         out += _latency_checks(results.latency)
-    if results.unpinned_latency is not None:
-        free = results.unpinned_latency.latency
-        out.append(
-            Check(
-                "  daemon not pinned to a CPU: p50 / p99",
-                f"{_ms(free.p50_ms)} / {_ms(free.p99_ms)}",
-                "",
-                None,
-            )
-        )
     if results.emulator_latency is not None:
         emu = results.emulator_latency.latency
         out.append(
@@ -203,11 +191,8 @@ def _cpu(cpu: CpuUse) -> str:
 
 def _latency_details(name: str, lat: LatencyResult) -> list[str]:
     summary = lat.latency
-    where = (
-        "not pinned" if lat.daemon_cpus is None else f"on CPU {','.join(map(str, lat.daemon_cpus))}"
-    )
     return [
-        f"{name} ({lat.printer_kind} printers, daemon {where}): {summary.samples} tickets over "
+        f"{name} ({lat.printer_kind} printers): {summary.samples} tickets over "
         f"{lat.measured_s:g} s at {lat.achieved_rate_per_s:.1f}/s on {len(lat.stations)} "
         f"stations; min {_ms(summary.min_ms)}, p50 {_ms(summary.p50_ms)}, "
         f"p90 {_ms(summary.p90_ms)}, p99 {_ms(summary.p99_ms)}, max {_ms(summary.max_ms)}",
@@ -219,8 +204,6 @@ def _details(results: Results) -> list[str]:
     lines: list[str] = []
     if results.latency is not None:
         lines += _latency_details("latency", results.latency)
-    if results.unpinned_latency is not None:
-        lines += _latency_details("latency", results.unpinned_latency)
     if results.emulator_latency is not None:
         lines += _latency_details("latency", results.emulator_latency)
     if results.isolation is not None:

@@ -71,10 +71,6 @@ def run(args: argparse.Namespace) -> Results:
                 f"stations for {sizes.warmup_s:g} + {sizes.measure_s:g} s, lean printers"
             )
             results.latency = scenarios.latency(cluster, workdir, sizes, "lean")
-            _progress("latency: the same load, the daemon not pinned to a CPU")
-            results.unpinned_latency = scenarios.latency(
-                cluster, workdir, sizes, "lean", daemon_cpus=None
-            )
             _progress("latency: the same load on the project's emulators")
             results.emulator_latency = scenarios.latency(cluster, workdir, sizes, "emulator")
         if "isolation" in selected:

@@ -20,7 +20,7 @@ import psycopg
 from bench import machine
 from bench.load import CutRecorder, Pos, Sent, steady_load
 from bench.printers import Kind, Printer, PrinterProcess, launch_printers
-from bench.stack import UNIT_CPU_AFFINITY, Cluster, DaemonProcess, Restaurant
+from bench.stack import Cluster, DaemonProcess, Restaurant
 from bench.stats import LatencySummary
 
 # Tickets of a light load print in milliseconds; one still missing after this is lost.
@@ -96,7 +96,6 @@ class LatencyResult:
     from_commit_issued: LatencySummary
     p99_ms_by_station: dict[str, float]
     cpu: CpuUse  # warm-up included
-    daemon_cpus: tuple[int, ...] | None  # the daemon's CPU affinity; None: not pinned
 
 
 @dataclass(frozen=True)
@@ -197,7 +196,6 @@ def _open_site(
     stations: list[str],
     kind: Kind = "emulator",
     black_hole: str | None = None,
-    daemon_cpus: frozenset[int] | None = UNIT_CPU_AFFINITY,
 ) -> _Site:
     """Printers and daemon start in parallel; each station gets one product and one printer."""
     conninfo = cluster.new_database(label)
@@ -205,7 +203,7 @@ def _open_site(
     recorder = CutRecorder()
     printers = [Printer(f"{s}-1", "black_hole" if s == black_hole else "none") for s in stations]
     processes = launch_printers(stack, kind, printers, recorder.record)
-    daemon = DaemonProcess(conninfo, workdir, str(database), daemon_cpus)
+    daemon = DaemonProcess(conninfo, workdir, str(database))
     daemon.launch(stack)
     for process in processes:
         process.wait_ready()
@@ -237,12 +235,7 @@ def _wait_settled(conninfo: str, ticket_ids: list[int], timeout: float) -> bool:
 
 
 def _light_load(
-    cluster: Cluster,
-    workdir: Path,
-    sizes: Sizes,
-    kind: Kind,
-    black_hole: str | None,
-    daemon_cpus: frozenset[int] | None = UNIT_CPU_AFFINITY,
+    cluster: Cluster, workdir: Path, sizes: Sizes, kind: Kind, black_hole: str | None
 ) -> tuple[LatencyResult, list[Sent], str]:
     """Drive the light load against a fresh daemon; optionally one more, black-holed station."""
     with contextlib.ExitStack() as stack:
@@ -250,9 +243,7 @@ def _light_load(
         if black_hole is not None:
             stations.append(black_hole)
         label = f"{'isolation' if black_hole else 'latency'}_{kind}"
-        if daemon_cpus is None:
-            label += "_unpinned"
-        site = _open_site(stack, cluster, workdir, label, stations, kind, black_hole, daemon_cpus)
+        site = _open_site(stack, cluster, workdir, label, stations, kind, black_hole)
         pos = Pos(site.restaurant)
         stack.callback(pos.close)
         # Every station gets the same rate as in the plain latency run, the black hole too.
@@ -284,20 +275,13 @@ def _light_load(
         from_commit_issued=LatencySummary.of(from_issued),
         p99_ms_by_station={s: LatencySummary.of(v).p99_ms for s, v in by_station.items()},
         cpu=cpu,
-        daemon_cpus=None if daemon_cpus is None else tuple(sorted(daemon_cpus)),
     )
     return result, sent, site.conninfo
 
 
-def latency(
-    cluster: Cluster,
-    workdir: Path,
-    sizes: Sizes,
-    kind: Kind,
-    daemon_cpus: frozenset[int] | None = UNIT_CPU_AFFINITY,
-) -> LatencyResult:
+def latency(cluster: Cluster, workdir: Path, sizes: Sizes, kind: Kind) -> LatencyResult:
     """Light steady load over the light stations: COMMIT -> cut latency."""
-    result, _, _ = _light_load(cluster, workdir, sizes, kind, None, daemon_cpus)
+    result, _, _ = _light_load(cluster, workdir, sizes, kind, black_hole=None)
     return result
 
 

@@ -11,7 +11,6 @@ dies with the benchmark.
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 import os
 import shutil
@@ -33,9 +32,6 @@ from kprintd import migrate
 from kprintd.pgembed import EmbeddedPostgres, process_alive
 
 TEMPLATE_DB = "kprintd_bench_template"
-# The daemon runs on the CPUs systemd/kprintd.service's CPUAffinity= names (tests/test_bench.py
-# checks that they agree), so the figures are those of the unit as shipped.
-UNIT_CPU_AFFINITY = frozenset({0})
 WORKDIR_PREFIX = "kprintd-bench-"
 
 
@@ -102,15 +98,8 @@ class Restaurant:
 class DaemonProcess:
     """`kprintd run` as a child process: production defaults, JSON logs to a file in `workdir`."""
 
-    def __init__(
-        self,
-        database_url: str,
-        workdir: Path,
-        label: str,
-        cpus: frozenset[int] | None = UNIT_CPU_AFFINITY,
-    ) -> None:
+    def __init__(self, database_url: str, workdir: Path, label: str) -> None:
         self.log_path = workdir / f"{label}-daemon.log"
-        self.cpus = cpus  # None: wherever the kernel puts it
         self.settings = {"database_url": database_url, "log_format": "json"}
         self.process: subprocess.Popen[bytes] | None = None
         self._notify_path = workdir / f"{label}-notify.sock"
@@ -143,7 +132,7 @@ class DaemonProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=functools.partial(_prepare_daemon, self.cpus),
+                preexec_fn=die_with_parent,
             )
         stack.callback(self.kill)
 
@@ -185,13 +174,6 @@ class DaemonProcess:
         except OSError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
-
-
-def _prepare_daemon(cpus: frozenset[int] | None) -> None:
-    """In the daemon's child before exec: die with the benchmark, run where systemd would."""
-    die_with_parent()
-    if cpus is not None:
-        os.sched_setaffinity(0, cpus)
 
 
 @contextlib.contextmanager
