@@ -325,3 +325,25 @@ def test_paper_out_pushed_between_tickets_sends_the_next_to_the_backup_unmarked(
     assert ticket_id_of(received.text) == ticket_id
     assert not has_retry_banner(received.text), "the primary never got it: nothing to mark"
     assert len(primary.tickets()) == 1, "no copy waiting in the primary for its paper"
+
+
+def test_a_printer_that_hangs_after_saying_ready_costs_one_retry_banner_never_a_silent_copy(
+    database_url: str, restaurant: Restaurant
+) -> None:
+    primary = restaurant.printer("kitchen", 1, name="primary")
+    backup = restaurant.printer("kitchen", 2, name="backup")
+    with running_daemon(database_url):
+        print_spaced(restaurant, primary, 1)
+        primary.set_fault(FaultMode.BLACK_HOLE)
+        time.sleep(0.2)  # the session notices between two reads
+        (ticket_id,) = restaurant.send("kitchen")
+        wait_until(lambda: all_settled(database_url), what="ticket settled")
+        primary.set_fault(FaultMode.NONE)  # it comes back and prints what it had taken
+        wait_until(lambda: len(primary.tickets()) == 2, what="the hung printer's late copy")
+    (late,) = [t for t in primary.tickets() if ticket_id_of(t.text) == ticket_id]
+    (rescued,) = backup.tickets()
+    assert ticket_id_of(rescued.text) == ticket_id
+    assert has_retry_banner(rescued.text), "two copies exist: the second says so"
+    assert not has_retry_banner(late.text)
+    row = ticket(database_url, ticket_id)
+    assert (row["status"], row["print_attempts"]) == ("printed", 1)
