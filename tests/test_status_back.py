@@ -4,6 +4,7 @@ sorting it from status answers, and the daemon trusting it instead of asking bef
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -36,6 +37,7 @@ from tests.daemon_harness import (
     ticket_id_of,
     wait_until,
 )
+from tests.test_emulator import recv_exactly
 
 states = st.builds(
     PrinterState,
@@ -167,15 +169,6 @@ def connect(p: EmulatedPrinter) -> socket.socket:
     return sock
 
 
-def read(sock: socket.socket, count: int) -> bytes:
-    data = b""
-    while len(data) < count:
-        chunk = sock.recv(count - len(data))
-        assert chunk, "connection closed"
-        data += chunk
-    return data
-
-
 def nothing_more(sock: socket.socket) -> bool:
     sock.settimeout(0.3)
     try:
@@ -187,14 +180,14 @@ def nothing_more(sock: socket.socket) -> bool:
 def test_the_emulator_pushes_the_first_block_then_every_change(printer: EmulatedPrinter) -> None:
     with connect(printer) as sock:
         sock.sendall(ENABLE_STATUS_BACK)
-        assert read(sock, 4) == build_status_back(PrinterState())
+        assert recv_exactly(sock, 4) == build_status_back(PrinterState())
         printer.set_paper(PaperState.OUT)
-        assert state_from_status_back(read(sock, 4)).paper is PaperState.OUT
+        assert state_from_status_back(recv_exactly(sock, 4)).paper is PaperState.OUT
         printer.set_paper(PaperState.OUT)  # no change, no block
         printer.set_cover_open(True)
-        assert state_from_status_back(read(sock, 4)).cover_open
+        assert state_from_status_back(recv_exactly(sock, 4)).cover_open
         sock.sendall(b"\x1da\x00\x10\x04\x01")  # off again, then a request to sync on
-        assert is_status_byte(read(sock, 1)[0])
+        assert is_status_byte(recv_exactly(sock, 1)[0])
         printer.set_cover_open(False)
         assert nothing_more(sock)
     assert printer.stats().status_backs == 3
@@ -219,7 +212,7 @@ def test_a_printer_without_status_back_pushes_nothing(
 def test_a_black_hole_pushes_nothing(printer: EmulatedPrinter) -> None:
     with connect(printer) as sock:
         sock.sendall(ENABLE_STATUS_BACK)
-        read(sock, 4)
+        recv_exactly(sock, 4)
         printer.set_fault(FaultMode.BLACK_HOLE)
         printer.set_paper(PaperState.OUT)
         assert nothing_more(sock)
@@ -308,16 +301,31 @@ def test_a_printer_that_does_not_push_is_asked_before_each_job_too(
     assert kitchen.stats().status_requests - asked == before_and_after
 
 
-def test_paper_out_pushed_between_tickets_sends_the_next_to_the_backup_unmarked(
+@contextlib.contextmanager
+def primary_that_printed_once(
     database_url: str, restaurant: Restaurant
-) -> None:
+) -> Iterator[tuple[EmulatedPrinter, EmulatedPrinter]]:
+    """A kitchen primary and backup under a running daemon, the primary's connection open with
+    ASB on and its last word 'ready'."""
     primary = restaurant.printer("kitchen", 1, name="primary")
     backup = restaurant.printer("kitchen", 2, name="backup")
     with running_daemon(database_url):
         print_spaced(restaurant, primary, 1)
+        yield primary, backup
+
+
+def send_one_and_settle(database_url: str, restaurant: Restaurant) -> int:
+    (ticket_id,) = restaurant.send("kitchen")
+    wait_until(lambda: all_settled(database_url), what="ticket settled")
+    return ticket_id
+
+
+def test_paper_out_pushed_between_tickets_sends_the_next_to_the_backup_unmarked(
+    database_url: str, restaurant: Restaurant
+) -> None:
+    with primary_that_printed_once(database_url, restaurant) as (primary, backup):
         primary.set_paper(PaperState.OUT)
-        (ticket_id,) = restaurant.send("kitchen")
-        wait_until(lambda: all_settled(database_url), what="ticket settled")
+        ticket_id = send_one_and_settle(database_url, restaurant)
         assert str(ticket(database_url, ticket_id)["printer_ip"]) == backup.host
         primary.set_paper(PaperState.OK)
         time.sleep(0.3)  # a ticket the primary held would print now
@@ -330,14 +338,10 @@ def test_paper_out_pushed_between_tickets_sends_the_next_to_the_backup_unmarked(
 def test_a_printer_that_hangs_after_saying_ready_costs_one_retry_banner_never_a_silent_copy(
     database_url: str, restaurant: Restaurant
 ) -> None:
-    primary = restaurant.printer("kitchen", 1, name="primary")
-    backup = restaurant.printer("kitchen", 2, name="backup")
-    with running_daemon(database_url):
-        print_spaced(restaurant, primary, 1)
+    with primary_that_printed_once(database_url, restaurant) as (primary, backup):
         primary.set_fault(FaultMode.BLACK_HOLE)
         time.sleep(0.2)  # the session notices between two reads
-        (ticket_id,) = restaurant.send("kitchen")
-        wait_until(lambda: all_settled(database_url), what="ticket settled")
+        ticket_id = send_one_and_settle(database_url, restaurant)
         primary.set_fault(FaultMode.NONE)  # it comes back and prints what it had taken
         wait_until(lambda: len(primary.tickets()) == 2, what="the hung printer's late copy")
     (late,) = [t for t in primary.tickets() if ticket_id_of(t.text) == ticket_id]
