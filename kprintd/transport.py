@@ -65,6 +65,7 @@ def describe_unprintable(state: PrinterState) -> PrinterError | None:
 
 
 ANSWER_SIZE = len(StatusRequest)  # one byte per DLE EOT request, all four asked at once
+UNASKED_MAX = 64  # bytes nobody asked for that a connection keeps, for the error message
 
 
 class _PrinterLink(asyncio.Protocol):
@@ -94,14 +95,14 @@ class _PrinterLink(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        unsorted = self._unsorted
-        unsorted += data
-        while unsorted:
-            if self.status_back_requested and is_status_back_start(unsorted[0]):
-                if len(unsorted) < STATUS_BACK_SIZE:
+        buffer = bytes(self._unsorted) + data if self._unsorted else data
+        position, size = 0, len(buffer)
+        while position < size:
+            if self.status_back_requested and is_status_back_start(buffer[position]):
+                if size - position < STATUS_BACK_SIZE:
                     break  # the rest of the block is on its way
-                block = bytes(unsorted[:STATUS_BACK_SIZE])
-                del unsorted[:STATUS_BACK_SIZE]
+                block = buffer[position : position + STATUS_BACK_SIZE]
+                position += STATUS_BACK_SIZE
                 try:
                     state = state_from_status_back(block)
                 except ValueError:
@@ -110,10 +111,24 @@ class _PrinterLink(asyncio.Protocol):
                     self.status_back_on = True
                     self._note(state)
             else:
-                self._answers.append(unsorted.pop(0))
-            # Answered in arrival order, so a state pushed after the answer stays the newest.
+                self._answers.append(buffer[position])
+                position += 1
             if self._waiter is not None and len(self._answers) >= ANSWER_SIZE:
+                # Answered in arrival order, so a state pushed after the answer stays the newest.
                 self._answer()
+            elif self._waiter is None and len(self._answers) > UNASKED_MAX:
+                # Not a printer we understand, or one gone mad: hang up rather than read on.
+                # The next request on this connection reports what it sent.
+                del self._answers[UNASKED_MAX:]
+                self._hang_up()
+                return
+        self._unsorted = bytearray(buffer[position:])
+
+    def _hang_up(self) -> None:
+        self.lost = True
+        self._note(None)
+        if self._transport is not None:
+            self._transport.close()
 
     def _answer(self) -> None:
         answer = bytes(self._answers[:ANSWER_SIZE])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -152,6 +153,41 @@ def test_bytes_nobody_asked_for_are_reported_at_the_next_request() -> None:
     with pytest.raises(PrinterError, match="when nothing was asked") as caught:
         asyncio.run(scenario())
     assert caught.value.code == "bad_status_reply"
+
+
+def test_a_device_that_floods_bytes_nobody_asked_for_is_hung_up_on_and_reported() -> None:
+    """Port 9100 of something that is no printer (or a printer gone mad): the connection is
+    dropped after a few bytes instead of read forever, and the next request says why."""
+    server = socket.create_server(("127.0.0.1", 0))
+    host, port = server.getsockname()
+
+    def flood() -> None:
+        conn, _ = server.accept()
+        with conn, contextlib.suppress(OSError):
+            conn.sendall(b"A" * 1_000_000)
+
+    thread = threading.Thread(target=flood, daemon=True)
+    thread.start()
+
+    async def scenario() -> PrinterError:
+        conn = await PrinterConnection.open(PrinterAddress(host, port), 2)
+        await asyncio.sleep(0.3)  # the flood arrives
+        try:
+            await conn.status(1)
+        except PrinterError as exc:
+            return exc
+        finally:
+            await conn.close()
+        raise AssertionError("a flood was taken for an answer")
+
+    try:
+        error = asyncio.run(scenario())
+    finally:
+        thread.join(5)
+        server.close()
+    assert error.code == "bad_status_reply"
+    assert "41 41 41 41" in error.message and "when nothing was asked" in error.message
+    assert len(error.message) < 400, "a sample, not the flood"
 
 
 # --------------------------------------------------------------------------- the emulator
