@@ -1,20 +1,23 @@
 """Database access for the daemon: the connection pool and one typed call per SQL function.
 
 Owns every round trip kprintd makes to PostgreSQL at run time. The SQL itself lives in sql/;
-this module only calls the functions defined there and maps their rows to Python types.
+this module only calls the functions defined there and maps their rows to Python types. The claim,
+the one call on every ticket's way to paper, goes through psycopg's libpq interface (psycopg.pq)
+as a prepared statement; everything else through psycopg's connections.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, errors, pq
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -27,6 +30,13 @@ ALERT_CHANNEL = "kitchen_alert"
 
 # A database behind a dead network link must be noticed in seconds, not after the kernel's
 # quarter of an hour of retransmissions. (libpq ignores these on Unix sockets.)
+# The claim as a prepared statement, made on each pooled connection the first time it claims.
+CLAIM_STATEMENT = "kprintd_claim"
+PREPARE_CLAIM = (
+    f"PREPARE {CLAIM_STATEMENT} AS SELECT ticket_id, attempt, max_retries, document"
+    " FROM kitchen_claim_print_jobs($1, $2::float8, $3::uuid, $4::uuid, $5, $6::integer,"
+    " $7::bigint[], $8::uuid[], $9::integer[])"
+)
 TCP_LIVENESS: dict[str, Any] = {
     "keepalives": 1,
     "keepalives_idle": 10,
@@ -199,28 +209,25 @@ class Database:
         """Claim up to `limit` due tickets of `route`. `held`: the documents already held from
         notifications, by ticket id; the claim leaves out those it agrees are current."""
         held = held or {}
-        # UUIDs and arrays go as text for PostgreSQL to cast: adapting Python UUIDs and lists
-        # costs psycopg about 150 µs on a CPU gone cold since the last ticket, and every ticket
-        # waits for this call.
+        params = (
+            self._settings.daemon_id,
+            repr(float(self._settings.lease_s)),
+            _text_or_none(route.brand_id),
+            _text_or_none(route.store_id),
+            route.station,
+            str(limit),
+            array_literal(held),
+            array_literal(h.token for h in held.values()),
+            array_literal(h.line_count for h in held.values()),
+        )
         async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT ticket_id, attempt, max_retries, document"
-                " FROM kitchen_claim_print_jobs(%s, %s, %s::uuid, %s::uuid, %s, %s,"
-                " %s::bigint[], %s::uuid[], %s::integer[])",
-                (
-                    self._settings.daemon_id,
-                    self._settings.lease_s,
-                    _text_or_none(route.brand_id),
-                    _text_or_none(route.store_id),
-                    route.station,
-                    limit,
-                    array_literal(held),
-                    array_literal(h.token for h in held.values()),
-                    array_literal(h.line_count for h in held.values()),
-                ),
-            )
-            rows = await cur.fetchall()
-        return [ClaimedJob(r[0], r[1], r[2], r[3]) for r in rows]
+            try:
+                rows = await _run_claim(conn, params)
+            except errors.InvalidSqlStatementName:
+                # This connection has not claimed before (or the server forgot): prepare, retry.
+                await conn.execute(PREPARE_CLAIM)
+                rows = await _run_claim(conn, params)
+        return [_claimed_job(row) for row in rows]
 
     async def route_printers(self, route: RouteKey) -> list[RoutePrinter]:
         async with self._pool.connection() as conn:
@@ -299,6 +306,67 @@ class Database:
             )
             row = await cur.fetchone()
         return bool(row and row[0])
+
+
+def _claimed_job(row: tuple[str | None, ...]) -> ClaimedJob:
+    ticket_id, attempt, max_retries, document = row
+    if ticket_id is None or attempt is None or max_retries is None:
+        raise errors.DataError(f"the claim returned an incomplete row: {row}")
+    return ClaimedJob(
+        int(ticket_id),
+        int(attempt),
+        int(max_retries),
+        None if document is None else json.loads(document),
+    )
+
+
+async def _run_claim(
+    conn: AsyncConnection[Any], params: tuple[str | None, ...]
+) -> list[tuple[str | None, ...]]:
+    """Run the prepared claim on `conn` with text parameters; its rows as text.
+
+    Straight through libpq: on a CPU gone cold since the last ticket, psycopg's own way from
+    execute() to the bytes on the socket and back costs about 0.3 ms more than this, and every
+    ticket waits for the claim (docs/benchmarks.md, fifth pass). The connection is left idle, as
+    psycopg expects it back; a failure leaves it broken or active, and the pool discards it.
+    """
+    pgconn = conn.pgconn
+    encoding = conn.info.encoding
+    pgconn.send_query_prepared(
+        CLAIM_STATEMENT.encode(),
+        [None if p is None else p.encode(encoding) for p in params],
+    )
+    loop = asyncio.get_running_loop()
+    while pgconn.flush():
+        await _ready(loop.add_writer, loop.remove_writer, pgconn.socket)
+    pgconn.consume_input()
+    while pgconn.is_busy():
+        await _ready(loop.add_reader, loop.remove_reader, pgconn.socket)
+        pgconn.consume_input()
+    result = pgconn.get_result()
+    while pgconn.get_result() is not None:
+        pass  # the end of the query: the connection is idle again
+    if result is None or result.status != pq.ExecStatus.TUPLES_OK:
+        if result is None:
+            raise errors.OperationalError("the claim returned no result")
+        raise errors.error_from_result(result, encoding=encoding)
+    return [
+        tuple(
+            None if (value := result.get_value(row, column)) is None else value.decode(encoding)
+            for column in range(result.nfields)
+        )
+        for row in range(result.ntuples)
+    ]
+
+
+async def _ready(watch: Callable[..., object], unwatch: Callable[[int], object], fd: int) -> None:
+    """Wait until the event loop sees `fd` readable (or writable, as `watch` says)."""
+    ready = asyncio.get_running_loop().create_future()
+    watch(fd, ready.set_result, None)
+    try:
+        await ready
+    finally:
+        unwatch(fd)
 
 
 async def open_listener(settings: Settings, *channels: str) -> AsyncConnection[dict[str, Any]]:
