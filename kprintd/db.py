@@ -31,11 +31,11 @@ ALERT_CHANNEL = "kitchen_alert"
 # A database behind a dead network link must be noticed in seconds, not after the kernel's
 # quarter of an hour of retransmissions. (libpq ignores these on Unix sockets.)
 # The claim as a prepared statement, made on each pooled connection the first time it claims.
-CLAIM_STATEMENT = "kprintd_claim"
-PREPARE_CLAIM = (
-    f"PREPARE {CLAIM_STATEMENT} AS SELECT ticket_id, attempt, max_retries, document"
-    " FROM kitchen_claim_print_jobs($1, $2::float8, $3::uuid, $4::uuid, $5, $6::integer,"
-    " $7::bigint[], $8::uuid[], $9::integer[])"
+CLAIM_STATEMENT = b"kprintd_claim"
+CLAIM_QUERY = (
+    b"SELECT ticket_id, attempt, max_retries, document"
+    b" FROM kitchen_claim_print_jobs($1, $2::float8, $3::uuid, $4::uuid, $5, $6::integer,"
+    b" $7::bigint[], $8::uuid[], $9::integer[])"
 )
 TCP_LIVENESS: dict[str, Any] = {
     "keepalives": 1,
@@ -221,12 +221,20 @@ class Database:
             array_literal(h.line_count for h in held.values()),
         )
         async with self._pool.connection() as conn:
+            encoded = [None if p is None else p.encode(conn.info.encoding) for p in params]
             try:
-                rows = await _run_claim(conn, params)
+                result = await _exchange(
+                    conn, lambda pgconn: pgconn.send_query_prepared(CLAIM_STATEMENT, encoded)
+                )
             except errors.InvalidSqlStatementName:
                 # This connection has not claimed before (or the server forgot): prepare, retry.
-                await conn.execute(PREPARE_CLAIM)
-                rows = await _run_claim(conn, params)
+                await _exchange(
+                    conn, lambda pgconn: pgconn.send_prepare(CLAIM_STATEMENT, CLAIM_QUERY)
+                )
+                result = await _exchange(
+                    conn, lambda pgconn: pgconn.send_query_prepared(CLAIM_STATEMENT, encoded)
+                )
+            rows = _text_rows(result, conn.info.encoding)
         return [_claimed_job(row) for row in rows]
 
     async def route_printers(self, route: RouteKey) -> list[RoutePrinter]:
@@ -320,22 +328,19 @@ def _claimed_job(row: tuple[str | None, ...]) -> ClaimedJob:
     )
 
 
-async def _run_claim(
-    conn: AsyncConnection[Any], params: tuple[str | None, ...]
-) -> list[tuple[str | None, ...]]:
-    """Run the prepared claim on `conn` with text parameters; its rows as text.
+async def _exchange(
+    conn: AsyncConnection[Any], send: Callable[[pq.abc.PGconn], None]
+) -> pq.abc.PGresult:
+    """Send one command on `conn` through libpq and wait for its result; raises it as psycopg
+    would.
 
-    Straight through libpq: on a CPU gone cold since the last ticket, psycopg's own way from
+    Used for the claim: on a CPU gone cold since the last ticket, psycopg's own way from
     execute() to the bytes on the socket and back costs about 0.3 ms more than this, and every
     ticket waits for the claim (docs/benchmarks.md, fifth pass). The connection is left idle, as
     psycopg expects it back; a failure leaves it broken or active, and the pool discards it.
     """
     pgconn = conn.pgconn
-    encoding = conn.info.encoding
-    pgconn.send_query_prepared(
-        CLAIM_STATEMENT.encode(),
-        [None if p is None else p.encode(encoding) for p in params],
-    )
+    send(pgconn)
     loop = asyncio.get_running_loop()
     while pgconn.flush():
         await _ready(loop.add_writer, loop.remove_writer, pgconn.socket)
@@ -345,11 +350,15 @@ async def _run_claim(
         pgconn.consume_input()
     result = pgconn.get_result()
     while pgconn.get_result() is not None:
-        pass  # the end of the query: the connection is idle again
-    if result is None or result.status != pq.ExecStatus.TUPLES_OK:
-        if result is None:
-            raise errors.OperationalError("the claim returned no result")
-        raise errors.error_from_result(result, encoding=encoding)
+        pass  # the end of the command: the connection is idle again
+    if result is None:
+        raise errors.OperationalError("the server returned no result")
+    if result.status not in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
+        raise errors.error_from_result(result, encoding=conn.info.encoding)
+    return result
+
+
+def _text_rows(result: pq.abc.PGresult, encoding: str) -> list[tuple[str | None, ...]]:
     return [
         tuple(
             None if (value := result.get_value(row, column)) is None else value.decode(encoding)
