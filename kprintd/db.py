@@ -28,8 +28,6 @@ TICKET_CHANNEL = "kitchen_ticket_new"
 PRINTERS_CHANNEL = "kitchen_printers_changed"
 ALERT_CHANNEL = "kitchen_alert"
 
-# A database behind a dead network link must be noticed in seconds, not after the kernel's
-# quarter of an hour of retransmissions. (libpq ignores these on Unix sockets.)
 # The claim as a prepared statement, made on each pooled connection the first time it claims.
 CLAIM_STATEMENT = b"kprintd_claim"
 CLAIM_QUERY = (
@@ -37,6 +35,9 @@ CLAIM_QUERY = (
     b" FROM kitchen_claim_print_jobs($1, $2::float8, $3::uuid, $4::uuid, $5, $6::integer,"
     b" $7::bigint[], $8::uuid[], $9::integer[])"
 )
+
+# A database behind a dead network link must be noticed in seconds, not after the kernel's
+# quarter of an hour of retransmissions. (libpq ignores these on Unix sockets.)
 TCP_LIVENESS: dict[str, Any] = {
     "keepalives": 1,
     "keepalives_idle": 10,

@@ -363,24 +363,28 @@ class EmulatedPrinter:
         return self._state
 
     def set_state(self, state: PrinterState) -> None:
+        self._change_state(lambda _: state)
+
+    def set_paper(self, paper: PaperState | str) -> None:
+        paper = PaperState(paper)
+        self._change_state(lambda s: dataclasses.replace(s, paper=paper))
+
+    def set_cover_open(self, cover_open: bool) -> None:
+        self._change_state(lambda s: dataclasses.replace(s, cover_open=cover_open))
+
+    def set_online(self, online: bool) -> None:
+        self._change_state(lambda s: dataclasses.replace(s, online=online))
+
+    def set_cutter_error(self, cutter_error: bool) -> None:
+        self._change_state(lambda s: dataclasses.replace(s, cutter_error=cutter_error))
+
+    def _change_state(self, change: Callable[[PrinterState], PrinterState]) -> None:
         with self._lock:
-            self._state = state
+            self._state = change(self._state)
             sessions = list(self._sessions)
         # Pushed before returning, as a real printer would the moment its sensor changes.
         for session in sessions:
             session.push_status()
-
-    def set_paper(self, paper: PaperState | str) -> None:
-        self.set_state(dataclasses.replace(self._state, paper=PaperState(paper)))
-
-    def set_cover_open(self, cover_open: bool) -> None:
-        self.set_state(dataclasses.replace(self._state, cover_open=cover_open))
-
-    def set_online(self, online: bool) -> None:
-        self.set_state(dataclasses.replace(self._state, online=online))
-
-    def set_cutter_error(self, cutter_error: bool) -> None:
-        self.set_state(dataclasses.replace(self._state, cutter_error=cutter_error))
 
     # -- results
 
