@@ -222,7 +222,8 @@ class Database:
             array_literal(h.line_count for h in held.values()),
         )
         async with self._pool.connection() as conn:
-            encoded = [None if p is None else p.encode(conn.info.encoding) for p in params]
+            encoding = conn.info.encoding
+            encoded = [None if p is None else p.encode(encoding) for p in params]
             try:
                 result = await _exchange(
                     conn, lambda pgconn: pgconn.send_query_prepared(CLAIM_STATEMENT, encoded)
@@ -235,7 +236,7 @@ class Database:
                 result = await _exchange(
                     conn, lambda pgconn: pgconn.send_query_prepared(CLAIM_STATEMENT, encoded)
                 )
-            rows = _text_rows(result, conn.info.encoding)
+            rows = _text_rows(result, encoding)
         return [_claimed_job(row) for row in rows]
 
     async def route_printers(self, route: RouteKey) -> list[RoutePrinter]:

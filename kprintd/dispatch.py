@@ -522,8 +522,10 @@ class RouteWorker:
                 )
             # The claim is most likely for the oldest tickets the route heard of.
             offered = dict(itertools.islice(self._held.items(), CLAIM_BATCH))
-            warm_up = self._warm_up(printers)
-            prerender = self._prerender(offered, printers)
+            # Work done ahead goes to the printer the tickets most likely go to.
+            likely = self._first_healthy(printers)
+            warm_up = self._warm_up(likely)
+            prerender = self._prerender(offered, likely)
             try:
                 jobs = await self.dispatcher.db.claim(self.route, CLAIM_BATCH, offered)
             finally:
@@ -593,14 +595,13 @@ class RouteWorker:
                 return printer
         return None
 
-    def _warm_up(self, printers: list[RoutePrinter]) -> asyncio.Task[_Precheck] | None:
+    def _warm_up(self, printer: RoutePrinter | None) -> asyncio.Task[_Precheck] | None:
         """Ask the route's first healthy printer for its status while the claim is in flight.
 
         The two round trips overlap, so the status request no longer sits between the commit
         and the paper. Not asked of a printer whose pushed status (ASB) says it is ready: the
         request would only cost both ends a wake-up while the claim runs.
         """
-        printer = self._first_healthy(printers)
         if printer is None or not printer.answers_status:
             return None  # nobody to ask, or nothing to ask it
         if self.dispatcher.links.known_ready(printer):
@@ -608,13 +609,12 @@ class RouteWorker:
         return asyncio.create_task(self._check(printer))
 
     def _prerender(
-        self, offered: dict[int, HeldDocument], printers: list[RoutePrinter]
+        self, offered: dict[int, HeldDocument], printer: RoutePrinter | None
     ) -> asyncio.Task[_Prerendered | None] | None:
         """Render the oldest held document for the first healthy printer while the claim is in
         flight: the task runs once the claim's query is sent, so the bytes are ready when the
         claim comes back. Used only if that ticket is claimed on a first attempt and goes to
         that printer; anything else is rendered as usual."""
-        printer = self._first_healthy(printers)
         if printer is None or not offered:
             return None
         ticket_id, held = next(iter(offered.items()))
