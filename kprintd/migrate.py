@@ -127,27 +127,66 @@ def status(conninfo: str, directory: Path | None = None) -> MigrationState:
         return _plan(conn, migrations)
 
 
-def migrate(conninfo: str, directory: Path | None = None) -> list[Migration]:
-    """Apply every pending file, each in its own transaction; returns what was applied."""
+def plan(conninfo: str, directory: Path | None = None) -> list[tuple[Migration, list[str]]]:
+    """What `migrate` would do, found by doing it in one transaction that is rolled back.
+
+    Returns each pending file with what it said it does (its NOTICEs: tables adopted, columns
+    added, defaults set). Nothing is changed, not even the bookkeeping table.
+    """
     migrations = discover(directory or default_migrations_dir())
-    applied_now: list[Migration] = []
+    steps: list[tuple[Migration, list[str]]] = []
+    said: list[str] = []
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("SELECT pg_advisory_lock({})").format(MIGRATE_LOCK_KEY))
+        conn.add_notice_handler(lambda notice: said.append(notice.message_primary or ""))
+        with conn.transaction(force_rollback=True):
+            conn.execute(BOOKKEEPING_DDL)
+            said.clear()
+            for migration in _plan(conn, migrations).pending:
+                try:
+                    conn.execute(migration.sql_text().encode())
+                except psycopg.Error as exc:
+                    raise MigrationError(
+                        f"{migration.filename} would fail: {_one_line(exc)}"
+                    ) from exc
+                steps.append((migration, list(said)))
+                said.clear()
+    return steps
+
+
+def _one_line(exc: psycopg.Error) -> str:
+    """The server's message and hint on one line (a DBA reads it in a terminal or a log)."""
+    diag = exc.diag
+    message = diag.message_primary or str(exc)
+    text = f"{message} (hint: {diag.message_hint})" if diag.message_hint else message
+    return " ".join(text.split())
+
+
+def migrate(conninfo: str, directory: Path | None = None) -> list[Migration]:
+    """Apply every pending file, all in one transaction; returns what was applied.
+
+    One transaction: a file that fails (a POS column kprintd cannot use, say) leaves the database
+    exactly as it was, not half installed.
+    """
+    migrations = discover(directory or default_migrations_dir())
     with psycopg.connect(conninfo, autocommit=True) as conn:
         # Session-level lock: a second `kprintd migrate` waits here, then finds nothing pending.
         conn.execute(sql.SQL("SELECT pg_advisory_lock({})").format(MIGRATE_LOCK_KEY))
         _ensure_bookkeeping(conn)
-        state = _plan(conn, migrations)
-        for migration in state.pending:
-            try:
-                with conn.transaction():
-                    conn.execute(migration.sql_text().encode())
-                    conn.execute(
-                        "INSERT INTO kprintd_schema_migrations (version, filename, checksum)"
-                        " VALUES (%s, %s, %s)",
-                        (migration.version, migration.filename, migration.checksum),
-                    )
-            except psycopg.Error as exc:
-                raise MigrationError(
-                    f"{migration.filename} failed and was rolled back: {exc}".strip()
-                ) from exc
-            applied_now.append(migration)
-    return applied_now
+        pending = _plan(conn, migrations).pending
+        with conn.transaction():
+            for migration in pending:
+                try:
+                    with conn.transaction():
+                        conn.execute(migration.sql_text().encode())
+                except psycopg.Error as exc:
+                    raise MigrationError(
+                        f"{migration.filename} failed and was rolled back, with every file "
+                        f"pending before it: {_one_line(exc)}"
+                    ) from exc
+                conn.execute(
+                    "INSERT INTO kprintd_schema_migrations (version, filename, checksum)"
+                    " VALUES (%s, %s, %s)",
+                    (migration.version, migration.filename, migration.checksum),
+                )
+    return pending

@@ -1,9 +1,23 @@
--- 0001 POS reference tables.
+-- 0001 The POS's tables, and the seam through which kprintd reads them.
 --
--- kprintd reads the POS's own tables. A deployment next to an existing POS (the Django POS named
--- them core_brand, core_product, pos_bill, pos_billitem) keeps its tables: every statement here is
--- "IF NOT EXISTS", so this file only fills in what a fresh install lacks. The columns below are the
--- ones kprintd reads; an existing POS table must have at least these (see README, "Existing POS").
+-- kprintd lives in the POS's database and reads the POS's bills, items, products and brands. It
+-- never names a POS column anywhere else: every trigger, function and view of kprintd reads them
+-- through four views made here, with fixed column names and types:
+--
+--   kitchen_pos_brand     (id uuid, name text)
+--   kitchen_pos_bill      (id bigint, brand_id uuid, store_id uuid, bill_number text, bill_type text,
+--                          table_number text, queue_number integer, customer_name text,
+--                          created_at timestamptz)
+--   kitchen_pos_billitem  (id bigint, bill_id bigint, quantity integer, notes text, modifiers jsonb,
+--                          printer_target text, is_void boolean, product_name text,
+--                          product_printer_target text, created_at timestamptz)
+--
+-- On a database without POS tables (a fresh install, the demo, the tests) the tables below are
+-- created. Where the POS made them long ago, they are kept as they are, and each view is built from
+-- the columns the POS actually has: a column it lacks reads as NULL (or a neutral value), the table
+-- number comes from pos_bill.table_number or, where the POS keeps tables in a table of their own,
+-- from pos_bill.table_id -> tables_table.number. A POS shaped differently gets its own view with
+-- CREATE OR REPLACE VIEW, same columns in the same order (docs/pos-integration.md shows how).
 --
 -- Apply with kprintd migrate, or by hand: psql -v ON_ERROR_STOP=1 --single-transaction -f <file>
 
@@ -44,3 +58,88 @@ CREATE TABLE IF NOT EXISTS pos_billitem (
 );
 
 CREATE INDEX IF NOT EXISTS idx_pos_billitem_bill ON pos_billitem(bill_id);
+
+-- The seam ----------------------------------------------------------------------------------------
+-- Built from the catalog once, at migration time: afterwards they are plain views (\d+ shows each
+-- one's definition), costing nothing beyond the joins they name.
+CREATE FUNCTION pg_temp.kitchen_pos_column(p_table text, p_alias text, p_column text, p_type text,
+                                           p_missing text)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_attribute a
+                              WHERE a.attrelid = to_regclass(p_table) AND a.attname = p_column
+                                AND a.attnum > 0 AND NOT a.attisdropped)
+                THEN format('%s.%I::%s', p_alias, p_column, p_type)
+                ELSE p_missing END
+$$;
+
+DO $seam$
+DECLARE
+    v_table_number text := pg_temp.kitchen_pos_column('pos_bill', 'b', 'table_number', 'text', NULL);
+    v_tables_join  text := '';
+    v_product_join text := '';
+BEGIN
+    IF v_table_number IS NULL THEN
+        IF pg_temp.kitchen_pos_column('pos_bill', 'b', 'table_id', 'text', NULL) IS NOT NULL
+           AND pg_temp.kitchen_pos_column('tables_table', 't', 'id', 'text', NULL) IS NOT NULL
+           AND pg_temp.kitchen_pos_column('tables_table', 't', 'number', 'text', NULL) IS NOT NULL THEN
+            -- The POS keeps its tables in a table of their own.
+            v_table_number := 'tt.number::text';
+            v_tables_join := ' LEFT JOIN tables_table tt ON tt.id = b.table_id';
+        ELSE
+            v_table_number := 'NULL::text';
+        END IF;
+    END IF;
+    EXECUTE format(
+        'CREATE VIEW kitchen_pos_bill AS SELECT b.id::bigint AS id, %s AS brand_id, %s AS store_id, '
+        '%s AS bill_number, %s AS bill_type, %s AS table_number, %s AS queue_number, '
+        '%s AS customer_name, %s AS created_at FROM pos_bill b%s',
+        pg_temp.kitchen_pos_column('pos_bill', 'b', 'brand_id', 'uuid', 'NULL::uuid'),
+        pg_temp.kitchen_pos_column('pos_bill', 'b', 'store_id', 'uuid', 'NULL::uuid'),
+        pg_temp.kitchen_pos_column('pos_bill', 'b', 'bill_number', 'text', 'b.id::text'),
+        pg_temp.kitchen_pos_column('pos_bill', 'b', 'bill_type', 'text', $$'dine_in'::text$$),
+        v_table_number,
+        pg_temp.kitchen_pos_column('pos_bill', 'b', 'queue_number', 'integer', 'NULL::integer'),
+        pg_temp.kitchen_pos_column('pos_bill', 'b', 'customer_name', 'text', 'NULL::text'),
+        pg_temp.kitchen_pos_column('pos_bill', 'b', 'created_at', 'timestamptz', 'NULL::timestamptz'),
+        v_tables_join);
+
+    IF pg_temp.kitchen_pos_column('pos_billitem', 'bi', 'product_id', 'text', NULL) IS NOT NULL
+       AND pg_temp.kitchen_pos_column('core_product', 'p', 'id', 'text', NULL) IS NOT NULL THEN
+        v_product_join := ' LEFT JOIN core_product p ON p.id = bi.product_id';
+    END IF;
+    EXECUTE format(
+        'CREATE VIEW kitchen_pos_billitem AS SELECT bi.id::bigint AS id, bi.bill_id::bigint AS bill_id, '
+        'bi.quantity::integer AS quantity, %s AS notes, %s AS modifiers, %s AS printer_target, '
+        '%s AS is_void, %s AS product_name, %s AS product_printer_target, %s AS created_at '
+        'FROM pos_billitem bi%s',
+        pg_temp.kitchen_pos_column('pos_billitem', 'bi', 'notes', 'text', $$''::text$$),
+        pg_temp.kitchen_pos_column('pos_billitem', 'bi', 'modifiers', 'jsonb', $$'[]'::jsonb$$),
+        pg_temp.kitchen_pos_column('pos_billitem', 'bi', 'printer_target', 'text', 'NULL::text'),
+        pg_temp.kitchen_pos_column('pos_billitem', 'bi', 'is_void', 'boolean', 'false'),
+        CASE WHEN v_product_join = '' THEN 'NULL::text'
+             ELSE pg_temp.kitchen_pos_column('core_product', 'p', 'name', 'text', 'NULL::text') END,
+        CASE WHEN v_product_join = '' THEN 'NULL::text'
+             ELSE pg_temp.kitchen_pos_column('core_product', 'p', 'printer_target', 'text',
+                                             'NULL::text') END,
+        pg_temp.kitchen_pos_column('pos_billitem', 'bi', 'created_at', 'timestamptz',
+                                   'NULL::timestamptz'),
+        v_product_join);
+
+    EXECUTE format(
+        'CREATE VIEW kitchen_pos_brand AS SELECT br.id::uuid AS id, %s AS name FROM core_brand br',
+        pg_temp.kitchen_pos_column('core_brand', 'br', 'name', 'text', 'br.id::text'));
+END
+$seam$;
+
+COMMENT ON VIEW kitchen_pos_bill IS
+    'The seam to the POS''s bills: kprintd reads pos_bill only through this view. Made by migration '
+    '0001 from the columns pos_bill has (table_number from pos_bill.table_number, else from '
+    'tables_table.number through pos_bill.table_id, else NULL). Fit another POS with CREATE OR REPLACE '
+    'VIEW, keeping these columns, names and types, in this order.';
+COMMENT ON VIEW kitchen_pos_billitem IS
+    'The seam to the POS''s bill items and their products: kprintd reads pos_billitem and core_product '
+    'only through this view (one row per bill item, with its product''s name and printer_target). Made '
+    'by migration 0001 from the columns present; fit another POS with CREATE OR REPLACE VIEW, keeping '
+    'these columns, names and types, in this order.';
+COMMENT ON VIEW kitchen_pos_brand IS
+    'The seam to the POS''s brands (id, name), for reports. Fit another POS with CREATE OR REPLACE VIEW.';

@@ -41,8 +41,21 @@ CREATE FUNCTION kitchen_ticket_before_insert() RETURNS trigger
 BEGIN
     NEW.printer_target := COALESCE(kitchen_normalize_station(NEW.printer_target), NEW.printer_target);
     NEW.status := COALESCE(NEW.status, 'new');
-    NEW.ticket_type := COALESCE(NEW.ticket_type, 'order');
     NEW.is_reprint := COALESCE(NEW.is_reprint, false);
+    IF NEW.ticket_type IS NULL OR (NEW.ticket_type = 'order' AND NOT NEW.is_reprint) THEN
+        -- A writer that does not know the column (a POS writing the spec's tables itself) gets the
+        -- default, 'order': the ticket is what its station and bill make it.
+        NEW.ticket_type := CASE
+            WHEN NEW.printer_target = 'checker' THEN 'checker'
+            WHEN NEW.is_reprint THEN (SELECT o.ticket_type FROM kitchen_kitchenticket o
+                                       WHERE o.id = NEW.original_ticket_id)
+            WHEN EXISTS (SELECT 1 FROM kitchen_kitchenticket o
+                          WHERE o.bill_id = NEW.bill_id AND o.printer_target = NEW.printer_target
+                            AND o.ticket_type IN ('order', 'addition') AND NOT o.is_reprint)
+                THEN 'addition'
+        END;
+        NEW.ticket_type := COALESCE(NEW.ticket_type, 'order');
+    END IF;
     NEW.may_have_printed := COALESCE(NEW.may_have_printed, false);
     NEW.next_attempt_at := COALESCE(NEW.next_attempt_at, now());
     IF NEW.status = 'printed' AND NEW.printed_at IS NULL THEN
@@ -50,14 +63,17 @@ BEGIN
     END IF;
     -- The bill is authoritative for scope: whatever the inserter wrote is replaced.
     SELECT b.brand_id, b.store_id INTO NEW.brand_id, NEW.store_id
-      FROM pos_bill b WHERE b.id = NEW.bill_id;
+      FROM kitchen_pos_bill b WHERE b.id = NEW.bill_id;
     RETURN NEW;
 END
 $$;
 
 COMMENT ON FUNCTION kitchen_ticket_before_insert() IS
-    'BEFORE INSERT on kitchen_kitchenticket: copies brand_id/store_id from pos_bill (even for hand-inserted rows), '
-    'stores printer_target trimmed and lowercase, defaults status to ''new'', and sets printed_at for a ticket inserted as printed.';
+    'BEFORE INSERT on kitchen_kitchenticket: copies brand_id/store_id from the bill (kitchen_pos_bill, even for hand-inserted rows), '
+    'stores printer_target trimmed and lowercase, defaults status to ''new'', and sets printed_at for a ticket inserted as printed. '
+    'A ticket_type left NULL or ''order'' (the default a writer that does not know the column gets) becomes ''checker'' at '
+    'station checker, the original''s type for a reprint, ''addition'' when the bill already has an original order or addition '
+    'ticket for the station, else ''order''.';
 
 CREATE TRIGGER kitchen_kitchenticket_prepare_insert
     BEFORE INSERT ON kitchen_kitchenticket
@@ -71,10 +87,16 @@ BEGIN
     END IF;
     IF NEW.bill_id IS DISTINCT FROM OLD.bill_id THEN
         SELECT b.brand_id, b.store_id INTO NEW.brand_id, NEW.store_id
-          FROM pos_bill b WHERE b.id = NEW.bill_id;
+          FROM kitchen_pos_bill b WHERE b.id = NEW.bill_id;
     END IF;
-    -- "Bytes may have reached paper" can only become true.
+    -- "Bytes may have reached paper" and "printed before" can only become true.
     NEW.may_have_printed := COALESCE(NEW.may_have_printed, false) OR OLD.may_have_printed;
+    NEW.reprinted := COALESCE(NEW.reprinted, false) OR OLD.reprinted;
+    IF NEW.is_reprint AND NEW.original_ticket_id IS NULL THEN
+        -- The spec's "printed -> new (reprint with is_reprint=true)" done in place: the ticket is
+        -- its own original.
+        NEW.original_ticket_id := NEW.id;
+    END IF;
 
     IF NEW.status IS DISTINCT FROM OLD.status THEN
         IF NEW.status = 'new' THEN
@@ -88,6 +110,10 @@ BEGIN
             IF OLD.status = 'printing' AND NULLIF(btrim(current_setting('kprintd.action', true)), '') IS NULL THEN
                 -- A lease broken by hand: part of the ticket may be on paper already.
                 NEW.may_have_printed := true;
+            END IF;
+            IF OLD.status = 'printed' THEN
+                -- Printed once already: the cook must see that this one is a copy.
+                NEW.reprinted := true;
             END IF;
         ELSIF NEW.status = 'printed' THEN
             IF NEW.printed_at IS NULL THEN
@@ -107,9 +133,11 @@ COMMENT ON FUNCTION kitchen_ticket_before_update() IS
     'BEFORE UPDATE on kitchen_kitchenticket, generic housekeeping the daemon relies on. Status -> ''new'' (from anything): '
     'claimed_by and lease_expires_at cleared; next_attempt_at = now() unless the UPDATE itself changed it; from ''printing'' '
     'in an undescribed change (kprintd.action unset, e.g. a DBA''s UPDATE breaking a lease) also may_have_printed = true, '
-    'so the next print carries a RETRY banner (a describing writer sets may_have_printed itself). Status -> ''printed'': '
-    'printed_at = now() if NULL. ''printing'' -> ''printed''/''failed'': claim cleared. Always: may_have_printed never goes '
-    'back to false, printer_target is stored lowercase, brand_id/store_id follow bill_id.';
+    'so the next print carries a RETRY banner (a describing writer sets may_have_printed itself); from ''printed'' also '
+    'reprinted = true, so every later print carries the REPRINT banner. Status -> ''printed'': '
+    'printed_at = now() if NULL. ''printing'' -> ''printed''/''failed'': claim cleared. Always: may_have_printed and reprinted '
+    'never go back to false, printer_target is stored lowercase, brand_id/store_id follow bill_id, and is_reprint set '
+    'without an original makes the ticket its own original.';
 
 CREATE TRIGGER kitchen_kitchenticket_housekeeping
     BEFORE UPDATE ON kitchen_kitchenticket
@@ -117,11 +145,14 @@ CREATE TRIGGER kitchen_kitchenticket_housekeeping
 
 -- 3. Ticket lines: what each line is for, and "sent once" as unique indexes -----------------------------
 -- ticket_type and is_reprint are copies of the ticket's, kept equal by a composite foreign key with
--- ON UPDATE CASCADE; line_type says whether the line makes the item ('item') or cancels it ('void').
+-- ON UPDATE CASCADE; line_type says whether the line makes the item ('item') or cancels it ('void');
+-- written_by_kprintd marks the lines kprintd's own functions wrote together with their ticket
+-- (kitchen_create_tickets, kitchen_reprint): the only ones "sent once" binds.
 ALTER TABLE kitchen_kitchenticketitem
     ADD COLUMN ticket_type VARCHAR(20),
     ADD COLUMN is_reprint  BOOLEAN,
-    ADD COLUMN line_type   VARCHAR(10);
+    ADD COLUMN line_type   VARCHAR(10),
+    ADD COLUMN written_by_kprintd   BOOLEAN NOT NULL DEFAULT FALSE;
 
 UPDATE kitchen_kitchenticketitem kti
    SET ticket_type = kt.ticket_type,
@@ -145,22 +176,27 @@ ALTER TABLE kitchen_kitchenticketitem
         FOREIGN KEY (kitchen_ticket_id, ticket_type, is_reprint)
         REFERENCES kitchen_kitchenticket (id, ticket_type, is_reprint) ON UPDATE CASCADE;
 
--- A bill item is on at most one original (non-reprint) order/addition ticket, at most one void
--- ticket, and at most once per line type on checker tickets. Reprints are free.
+-- kitchen_create_tickets() puts a bill item on at most one original (non-reprint) order/addition
+-- ticket, at most one void ticket, and at most once per line type on checker tickets; reprints are
+-- free. The rule binds that function only: a POS writing the tables itself is never refused for it
+-- (its lines have written_by_kprintd false); its tickets print as it wrote them, and the log shows them.
 CREATE UNIQUE INDEX kitchen_kitchenticketitem_sent_once
     ON kitchen_kitchenticketitem (bill_item_id)
-    WHERE NOT is_reprint AND ticket_type IN ('order', 'addition');
+    WHERE written_by_kprintd AND NOT is_reprint AND ticket_type IN ('order', 'addition');
 CREATE UNIQUE INDEX kitchen_kitchenticketitem_voided_once
     ON kitchen_kitchenticketitem (bill_item_id)
-    WHERE NOT is_reprint AND ticket_type = 'void';
+    WHERE written_by_kprintd AND NOT is_reprint AND ticket_type = 'void';
 CREATE UNIQUE INDEX kitchen_kitchenticketitem_checked_once
     ON kitchen_kitchenticketitem (bill_item_id, line_type)
-    WHERE NOT is_reprint AND ticket_type = 'checker';
+    WHERE written_by_kprintd AND NOT is_reprint AND ticket_type = 'checker';
 
 COMMENT ON COLUMN kitchen_kitchenticketitem.ticket_type IS
     'Copy of the ticket''s ticket_type (filled in by trigger, kept equal by foreign key); makes "sent once" a unique index.';
 COMMENT ON COLUMN kitchen_kitchenticketitem.is_reprint IS
     'Copy of the ticket''s is_reprint (filled in by trigger, kept equal by foreign key).';
+COMMENT ON COLUMN kitchen_kitchenticketitem.written_by_kprintd IS
+    'True for lines written with their ticket by kprintd''s own functions (kitchen_create_tickets, kitchen_reprint): '
+    'only those are held to "sent once" (unique indexes). A POS''s own lines are false.';
 COMMENT ON COLUMN kitchen_kitchenticketitem.line_type IS
     '''item'': make this item; ''void'': stop making it (every line of a void ticket; void lines of a checker ticket).';
 
@@ -188,7 +224,7 @@ BEGIN
         NEW.line_type := COALESCE(NEW.line_type, 'item');
     END IF;
     IF NEW.quantity IS NULL THEN
-        SELECT bi.quantity INTO NEW.quantity FROM pos_billitem bi WHERE bi.id = NEW.bill_item_id;
+        SELECT bi.quantity INTO NEW.quantity FROM kitchen_pos_billitem bi WHERE bi.id = NEW.bill_item_id;
     END IF;
     RETURN NEW;
 END
@@ -211,7 +247,7 @@ DECLARE
     v_item_bill   bigint;
 BEGIN
     SELECT kt.bill_id INTO v_ticket_bill FROM kitchen_kitchenticket kt WHERE kt.id = NEW.kitchen_ticket_id;
-    SELECT bi.bill_id INTO v_item_bill FROM pos_billitem bi WHERE bi.id = NEW.bill_item_id;
+    SELECT bi.bill_id INTO v_item_bill FROM kitchen_pos_billitem bi WHERE bi.id = NEW.bill_item_id;
     IF v_ticket_bill IS DISTINCT FROM v_item_bill THEN
         RAISE EXCEPTION 'bill item % (bill %) cannot go on ticket % of bill %',
                 NEW.bill_item_id, v_item_bill, NEW.kitchen_ticket_id, v_ticket_bill

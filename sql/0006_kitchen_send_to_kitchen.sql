@@ -29,19 +29,22 @@ SELECT
         WHEN st.station IS NULL OR bi.quantity < 1 THEN 'not_printed'
         ELSE 'pending'
     END                            AS kitchen_state
-FROM pos_billitem bi
-LEFT JOIN core_product p ON p.id = bi.product_id
-CROSS JOIN LATERAL (SELECT kitchen_item_station(bi.printer_target, p.printer_target) AS station) st
+FROM kitchen_pos_billitem bi
+CROSS JOIN LATERAL (SELECT kitchen_item_station(bi.printer_target, bi.product_printer_target) AS station) st
 LEFT JOIN LATERAL (
     SELECT kti.kitchen_ticket_id, kt.printer_target, kti.quantity
       FROM kitchen_kitchenticketitem kti
       JOIN kitchen_kitchenticket kt ON kt.id = kti.kitchen_ticket_id
      WHERE kti.bill_item_id = bi.id AND NOT kti.is_reprint AND kti.ticket_type IN ('order', 'addition')
+     ORDER BY kti.id
+     LIMIT 1
 ) sent ON true
 LEFT JOIN LATERAL (
     SELECT kti.kitchen_ticket_id
       FROM kitchen_kitchenticketitem kti
      WHERE kti.bill_item_id = bi.id AND NOT kti.is_reprint AND kti.ticket_type = 'void'
+     ORDER BY kti.id
+     LIMIT 1
 ) vd ON true;
 
 COMMENT ON VIEW kitchen_billitem_status IS
@@ -85,10 +88,11 @@ BEGIN
     END IF;
 
     -- One send per bill at a time: a second terminal sending the same bill waits here, then sees
-    -- what the first one sent. NO KEY UPDATE: new items can still be added to the bill meanwhile.
+    -- what the first one sent. The lock is kprintd's own, not a lock on the POS's bill row, so the
+    -- POS's writes to its bill never wait for a send.
+    PERFORM pg_advisory_xact_lock(1801611628, hashint8(p_bill_id));
     SELECT b.brand_id, b.store_id INTO v_brand_id, v_store_id
-      FROM pos_bill b WHERE b.id = p_bill_id
-       FOR NO KEY UPDATE;
+      FROM kitchen_pos_bill b WHERE b.id = p_bill_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'kitchen_create_tickets: bill % does not exist', p_bill_id
             USING ERRCODE = 'no_data_found';
@@ -97,7 +101,7 @@ BEGIN
     IF p_item_ids IS NOT NULL THEN
         SELECT array_agg(DISTINCT x ORDER BY x) INTO v_missing
           FROM unnest(p_item_ids) AS x
-         WHERE NOT EXISTS (SELECT 1 FROM pos_billitem bi WHERE bi.id = x AND bi.bill_id = p_bill_id);
+         WHERE NOT EXISTS (SELECT 1 FROM kitchen_pos_billitem bi WHERE bi.id = x AND bi.bill_id = p_bill_id);
         IF v_missing IS NOT NULL THEN
             RAISE EXCEPTION 'kitchen_create_tickets: items % are not on bill %', v_missing, p_bill_id
                 USING ERRCODE = 'invalid_parameter_value',
@@ -151,8 +155,8 @@ BEGIN
                 RETURNING *
             ), lines AS (
                 INSERT INTO kitchen_kitchenticketitem
-                    (kitchen_ticket_id, bill_item_id, quantity, ticket_type, is_reprint, line_type)
-                SELECT t.id, u.bill_item_id, u.quantity, v_type, false, v_group.line_type
+                    (kitchen_ticket_id, bill_item_id, quantity, ticket_type, is_reprint, line_type, written_by_kprintd)
+                SELECT t.id, u.bill_item_id, u.quantity, v_type, false, v_group.line_type, true
                   FROM t, unnest(v_group.ids, v_group.qtys) WITH ORDINALITY AS u(bill_item_id, quantity, n)
                  ORDER BY u.n
             )
@@ -171,8 +175,8 @@ BEGIN
                 RETURNING *
             ), lines AS (
                 INSERT INTO kitchen_kitchenticketitem
-                    (kitchen_ticket_id, bill_item_id, quantity, ticket_type, is_reprint, line_type)
-                SELECT t.id, u.bill_item_id, u.quantity, 'checker', false, u.line_type
+                    (kitchen_ticket_id, bill_item_id, quantity, ticket_type, is_reprint, line_type, written_by_kprintd)
+                SELECT t.id, u.bill_item_id, u.quantity, 'checker', false, u.line_type, true
                   FROM t, unnest(v_all_ids, v_all_qtys, v_all_lines)
                           WITH ORDINALITY AS u(bill_item_id, quantity, line_type, n)
                  ORDER BY u.n
@@ -202,7 +206,7 @@ COMMENT ON FUNCTION kitchen_create_tickets(bigint, bigint[], text) IS
     '(NULL = all). Idempotent: an item goes on one original order/addition ticket and one void ticket at most, so a repeated '
     'call returns no rows ("nothing to send" is an empty result, not an error). Items voided before they were sent, station '
     '''none'' and quantity < 1 are skipped. Returns the created tickets (status ''new''; each is logged ''created'' with actor '
-    'p_actor and NOTIFYs kitchen_ticket_new at commit). Locks the bill row (FOR NO KEY UPDATE): concurrent sends of one bill '
+    'p_actor and NOTIFYs kitchen_ticket_new at commit). Takes a transaction advisory lock on the bill id: concurrent sends of one bill '
     'run one after the other. Errors: 22004 null bill id; P0002 (no_data_found) unknown bill; 22023 (invalid_parameter_value) '
     'blank actor, NULL in p_item_ids, items not on the bill; 40001 (serialization_failure) a concurrent send under '
     'REPEATABLE READ/SERIALIZABLE: retry. On any error nothing is created.';

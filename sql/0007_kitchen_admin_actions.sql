@@ -95,8 +95,8 @@ BEGIN
         RETURNING id
     ), lines AS (
         INSERT INTO kitchen_kitchenticketitem
-            (kitchen_ticket_id, bill_item_id, quantity, ticket_type, is_reprint, line_type)
-        SELECT t.id, kti.bill_item_id, kti.quantity, v_source.ticket_type, true, kti.line_type
+            (kitchen_ticket_id, bill_item_id, quantity, ticket_type, is_reprint, line_type, written_by_kprintd)
+        SELECT t.id, kti.bill_item_id, kti.quantity, v_source.ticket_type, true, kti.line_type, true
           FROM t, kitchen_kitchenticketitem kti
          WHERE kti.kitchen_ticket_id = p_ticket_id
            AND (p_item_ids IS NULL OR kti.bill_item_id = ANY (p_item_ids))

@@ -40,7 +40,7 @@ CREATE FUNCTION kitchen_route_printers(p_brand_id uuid, p_store_id uuid, p_stati
 RETURNS TABLE (
     printer_id      bigint,
     printer_name    text,
-    printer_ip      inet,
+    printer_ip      text,
     printer_port    integer,
     priority        integer,
     paper_width_mm  integer,
@@ -53,7 +53,7 @@ RETURNS TABLE (
     cut_mode        text
 )
 LANGUAGE sql STABLE AS $$
-    SELECT sp.id, sp.printer_name, sp.printer_ip, coalesce(sp.printer_port, 9100),
+    SELECT sp.id, sp.printer_name, kitchen_printer_host(sp.printer_ip::text), coalesce(sp.printer_port, 9100),
            coalesce(sp.priority, 1), coalesce(sp.paper_width_mm, 80),
            coalesce(sp.chars_per_line, 32),
            tpl.header_line, coalesce(tpl.buzzer, false), coalesce(tpl.copies, 1),
@@ -96,18 +96,19 @@ BEGIN
         'queue_number', b.queue_number,
         'customer_name', b.customer_name,
         'sent_at', t.created_at,
-        'is_reprint', coalesce(t.is_reprint, false),
-        'original_ticket_id', t.original_ticket_id,
+        -- A reprint: a ticket made as one, or a printed ticket sent back to 'new' (its own original).
+        'is_reprint', coalesce(t.is_reprint, false) OR t.reprinted,
+        'original_ticket_id', coalesce(t.original_ticket_id, CASE WHEN t.reprinted THEN t.id END),
         'is_retry', t.may_have_printed,
         'attempt', coalesce(t.print_attempts, 0),
         'lines', coalesce((
             SELECT jsonb_agg(jsonb_build_object(
                        'bill_item_id', bi.id,
                        'quantity', kti.quantity,
-                       'name', coalesce(p.name, '?'),
+                       'name', coalesce(bi.product_name, '?'),
                        'notes', coalesce(bi.notes, ''),
                        'is_void', kti.line_type = 'void',
-                       'station', coalesce(kitchen_item_station(bi.printer_target, p.printer_target),
+                       'station', coalesce(kitchen_item_station(bi.printer_target, bi.product_printer_target),
                                            'none'),
                        'modifiers', (
                            SELECT coalesce(jsonb_agg(
@@ -125,12 +126,11 @@ BEGIN
                                END) m)
                    ) ORDER BY bi.id)
             FROM kitchen_kitchenticketitem kti
-            JOIN pos_billitem bi ON bi.id = kti.bill_item_id
-            LEFT JOIN core_product p ON p.id = bi.product_id
+            JOIN kitchen_pos_billitem bi ON bi.id = kti.bill_item_id
             WHERE kti.kitchen_ticket_id = t.id
         ), '[]'))
     FROM kitchen_kitchenticket t
-    JOIN pos_bill b ON b.id = t.bill_id
+    JOIN kitchen_pos_bill b ON b.id = t.bill_id
     WHERE t.id = p_ticket_id);
 END;
 $$;
@@ -277,7 +277,8 @@ BEGIN
                                             (r ->> 'duration_ms')::integer, NULL, v_meta);
             UPDATE kitchen_kitchenticket t
             SET status = 'printed', printed_at = now(),
-                printer_ip = (r ->> 'printer_ip')::inet,
+                printer_ip = (SELECT sp.printer_ip FROM kitchen_stationprinter sp
+                              WHERE sp.id = (r ->> 'printer_id')::bigint),
                 printer_id = (r ->> 'printer_id')::bigint,
                 claimed_by = NULL, lease_expires_at = NULL
             WHERE t.id = v_id AND t.status = 'printing' AND t.claimed_by = p_daemon
@@ -309,7 +310,8 @@ BEGIN
                 error_message = r ->> 'error_message',
                 error_code = r ->> 'error_code',
                 last_error_at = now(),
-                printer_ip = coalesce((r ->> 'printer_ip')::inet, t.printer_ip),
+                printer_ip = coalesce((SELECT sp.printer_ip FROM kitchen_stationprinter sp
+                                       WHERE sp.id = (r ->> 'printer_id')::bigint), t.printer_ip),
                 may_have_printed = t.may_have_printed
                                    OR coalesce((r ->> 'may_have_printed')::boolean, false),
                 claimed_by = NULL, lease_expires_at = NULL
@@ -333,7 +335,7 @@ BEGIN
                     format('Ticket %s for %s (bill %s) could not be printed: %s. Print it again with '
                            'kitchen_reset_ticket(%s, ...) once a printer works.',
                            v_ticket.id, v_ticket.printer_target,
-                           (SELECT b.bill_number FROM pos_bill b WHERE b.id = v_ticket.bill_id),
+                           (SELECT b.bill_number FROM kitchen_pos_bill b WHERE b.id = v_ticket.bill_id),
                            coalesce(r ->> 'error_message', 'unknown error'), v_ticket.id),
                     jsonb_build_object('ticket_id', v_ticket.id, 'bill_id', v_ticket.bill_id,
                                        'station', v_ticket.printer_target,

@@ -47,7 +47,7 @@ CREATE FUNCTION kitchen_route_printers(p_brand_id uuid, p_store_id uuid, p_stati
 RETURNS TABLE (
     printer_id      bigint,
     printer_name    text,
-    printer_ip      inet,
+    printer_ip      text,
     printer_port    integer,
     priority        integer,
     paper_width_mm  integer,
@@ -61,7 +61,7 @@ RETURNS TABLE (
     time_zone       text
 )
 LANGUAGE sql STABLE AS $$
-    SELECT sp.id, sp.printer_name, sp.printer_ip, coalesce(sp.printer_port, 9100),
+    SELECT sp.id, sp.printer_name, kitchen_printer_host(sp.printer_ip::text), coalesce(sp.printer_port, 9100),
            coalesce(sp.priority, 1), coalesce(sp.paper_width_mm, 80),
            coalesce(sp.chars_per_line, 32),
            tpl.header_line, coalesce(tpl.buzzer, false), coalesce(tpl.copies, 1),

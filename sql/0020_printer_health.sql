@@ -48,7 +48,7 @@ RETURNS TABLE (
     station      text
 )
     LANGUAGE sql STABLE AS $$
-    SELECT sp.id, sp.printer_name, host(sp.printer_ip), coalesce(sp.printer_port, 9100),
+    SELECT sp.id, sp.printer_name, kitchen_printer_host(sp.printer_ip::text), coalesce(sp.printer_port, 9100),
            sp.brand_id, sp.store_id, kitchen_normalize_station(sp.station_code)
     FROM kitchen_stationprinter sp
     WHERE coalesce(sp.is_active, true)

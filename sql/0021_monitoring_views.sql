@@ -15,8 +15,16 @@
 -- Failed tickets by when they failed (kitchen_failed_tickets, kprintd status): few rows, small index.
 CREATE INDEX idx_kitchenticket_failed_at
     ON kitchen_kitchenticket ((coalesce(last_error_at, created_at))) WHERE status = 'failed';
--- Bills of a period (kitchen_bill_status). The POS may have one already; this one is kprintd's.
-CREATE INDEX IF NOT EXISTS idx_pos_bill_created_at ON pos_bill (created_at);
+-- Bills of a period (kitchen_bill_status), where the POS's bills have a creation time. The POS may
+-- have such an index already; this one is kprintd's.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_attribute
+                WHERE attrelid = 'pos_bill'::regclass AND attname = 'created_at' AND NOT attisdropped) THEN
+        CREATE INDEX IF NOT EXISTS idx_pos_bill_created_at ON pos_bill (created_at);
+    END IF;
+END
+$$;
 
 -- Printers -----------------------------------------------------------------------------------------
 CREATE VIEW kitchen_printer_status AS
@@ -27,7 +35,7 @@ SELECT sp.id AS printer_id,
        sp.printer_name,
        sp.printer_ip,
        coalesce(sp.printer_port, 9100) AS printer_port,
-       host(sp.printer_ip) || ':' || coalesce(sp.printer_port, 9100) AS address,
+       kitchen_printer_host(sp.printer_ip::text) || ':' || coalesce(sp.printer_port, 9100) AS address,
        coalesce(sp.priority, 1) AS priority,
        coalesce(sp.is_active, true) AS is_active,
        kitchen_printer_state(hc.is_online, hc.paper_status, hc.error_code) AS state,
@@ -246,7 +254,7 @@ SELECT t.id AS ticket_id,
        t.error_message,
        t.last_error_at
 FROM kitchen_kitchenticket t
-LEFT JOIN pos_bill b ON b.id = t.bill_id
+LEFT JOIN kitchen_pos_bill b ON b.id = t.bill_id
 CROSS JOIN LATERAL (
     -- When it entered its status: for printing the daemon's last claim (print_start), else the
     -- last audit row that set the status.
@@ -305,7 +313,7 @@ SELECT t.id AS ticket_id,
        last_log.actor AS failed_by,
        t.created_at
 FROM kitchen_kitchenticket t
-LEFT JOIN pos_bill b ON b.id = t.bill_id
+LEFT JOIN kitchen_pos_bill b ON b.id = t.bill_id
 LEFT JOIN LATERAL (
     SELECT l.action, l.actor
     FROM kitchen_kitchenticketlog l
@@ -358,7 +366,7 @@ SELECT b.id AS bill_id,
        s.first_sent_at,
        s.last_sent_at,
        s.last_printed_at
-FROM pos_bill b
+FROM kitchen_pos_bill b
 CROSS JOIN LATERAL (
     SELECT count(*) AS ticket_count,
            count(*) FILTER (WHERE t.status = 'new') AS new_count,

@@ -95,7 +95,7 @@ CREATE FUNCTION kitchen_route_printers(p_brand_id uuid, p_store_id uuid, p_stati
 RETURNS TABLE (
     printer_id        bigint,
     printer_name      text,
-    printer_ip        inet,
+    printer_ip        text,
     printer_port      integer,
     priority          integer,
     paper_width_mm    integer,
@@ -112,7 +112,7 @@ RETURNS TABLE (
     answers_status    boolean
 )
 LANGUAGE sql STABLE AS $$
-    SELECT sp.id, sp.printer_name, sp.printer_ip, coalesce(sp.printer_port, 9100),
+    SELECT sp.id, sp.printer_name, kitchen_printer_host(sp.printer_ip::text), coalesce(sp.printer_port, 9100),
            coalesce(sp.priority, 1), coalesce(sp.paper_width_mm, 80),
            coalesce(sp.chars_per_line, 32),
            tpl.header_line, coalesce(tpl.buzzer, false), coalesce(tpl.copies, 1),
@@ -160,7 +160,7 @@ RETURNS TABLE (
     answers_status boolean
 )
     LANGUAGE sql STABLE AS $$
-    SELECT sp.id, sp.printer_name, host(sp.printer_ip), coalesce(sp.printer_port, 9100),
+    SELECT sp.id, sp.printer_name, kitchen_printer_host(sp.printer_ip::text), coalesce(sp.printer_port, 9100),
            sp.brand_id, sp.store_id, kitchen_normalize_station(sp.station_code), sp.answers_status
     FROM kitchen_stationprinter sp
     WHERE coalesce(sp.is_active, true)
@@ -186,7 +186,7 @@ SELECT m.id AS schedule_id,
        sp.store_id,
        kitchen_normalize_station(sp.station_code) AS station,
        sp.printer_name,
-       host(sp.printer_ip) || ':' || coalesce(sp.printer_port, 9100) AS address,
+       kitchen_printer_host(sp.printer_ip::text) || ':' || coalesce(sp.printer_port, 9100) AS address,
        m.starts_at,
        m.ends_at,
        m.ends_at - m.starts_at AS duration,
@@ -229,7 +229,7 @@ SELECT sp.id AS printer_id,
        sp.printer_name,
        sp.printer_ip,
        coalesce(sp.printer_port, 9100) AS printer_port,
-       host(sp.printer_ip) || ':' || coalesce(sp.printer_port, 9100) AS address,
+       kitchen_printer_host(sp.printer_ip::text) || ':' || coalesce(sp.printer_port, 9100) AS address,
        coalesce(sp.priority, 1) AS priority,
        coalesce(sp.is_active, true) AS is_active,
        -- A printer unplugged on purpose is not "offline": its last check is from before.

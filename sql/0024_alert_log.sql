@@ -182,7 +182,7 @@ BEGIN
                ORDER BY br.name, s.station, s.priority, s.printer_id), '[]')
       INTO v_printers
       FROM kitchen_printer_status s
-      LEFT JOIN core_brand br ON br.id = s.brand_id
+      LEFT JOIN kitchen_pos_brand br ON br.id = s.brand_id
      WHERE s.is_active
        AND (v_all_brands OR s.brand_id = ANY (p_brand_ids))
        AND (p_store_id IS NULL OR s.store_id IS NULL OR s.store_id = p_store_id);
@@ -195,7 +195,7 @@ BEGIN
                ORDER BY br.name, q.station, q.store_id), '[]')
       INTO v_queues
       FROM kitchen_station_queue q
-      LEFT JOIN core_brand br ON br.id = q.brand_id
+      LEFT JOIN kitchen_pos_brand br ON br.id = q.brand_id
      WHERE (v_all_brands OR q.brand_id = ANY (p_brand_ids))
        AND (p_store_id IS NULL OR q.store_id = p_store_id);
 
@@ -246,7 +246,7 @@ BEGIN
                ORDER BY m.starts_at, m.schedule_id), '[]')
       INTO v_maintenance
       FROM kitchen_printer_maintenance m
-      LEFT JOIN core_brand br ON br.id = m.brand_id
+      LEFT JOIN kitchen_pos_brand br ON br.id = m.brand_id
       JOIN kitchen_stationprinter sp ON sp.id = m.printer_id
      WHERE m.state <> 'past'
        AND coalesce(sp.is_active, true)

@@ -40,44 +40,83 @@ COMMENT ON COLUMN kitchen_kitchenticket.notice_token IS
     'document; kitchen_claim_print_jobs() accepts the document a daemon holds only with it. '
     'Reporting roles need not read it: grant them the views.';
 
-CREATE OR REPLACE FUNCTION kitchen_ticket_notify() RETURNS trigger
-    LANGUAGE plpgsql AS $$
+-- The payload, for the notification sent when a ticket is committed (sql/0026) and when it goes back
+-- to 'new': the document only for a ticket that has lines, when it fits.
+CREATE FUNCTION kitchen_ticket_notice(p_ticket kitchen_kitchenticket, p_with_document boolean)
+RETURNS text
+    LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v_notice   jsonb := jsonb_build_object(
-        'ticket_id',   NEW.id,
-        'station',     NEW.printer_target,
-        'brand_id',    NEW.brand_id,
-        'store_id',    NEW.store_id,
-        'ticket_type', NEW.ticket_type,
-        'due_at',      NEW.next_attempt_at);
-    v_document jsonb;
+        'ticket_id',   p_ticket.id,
+        'station',     p_ticket.printer_target,
+        'brand_id',    p_ticket.brand_id,
+        'store_id',    p_ticket.store_id,
+        'ticket_type', p_ticket.ticket_type,
+        'due_at',      p_ticket.next_attempt_at);
     v_payload  text;
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        v_document := kitchen_ticket_document(NEW.id);
-        -- No lines yet: the POS inserts them in a later statement, so the claim builds it.
-        IF NEW.notice_token IS NOT NULL AND jsonb_array_length(v_document -> 'lines') > 0 THEN
-            v_payload := (v_notice || jsonb_build_object(
-                'token', NEW.notice_token, 'document', v_document))::text;
-            IF octet_length(v_payload) >= 8000 THEN
-                v_payload := NULL;  -- too big for NOTIFY: announced without it
-            END IF;
+    IF p_with_document AND p_ticket.notice_token IS NOT NULL THEN
+        v_payload := (v_notice || jsonb_build_object(
+            'token', p_ticket.notice_token, 'document', kitchen_ticket_document(p_ticket.id)))::text;
+        IF octet_length(v_payload) >= 8000 THEN
+            v_payload := NULL;  -- too big for NOTIFY: announced without it
         END IF;
     END IF;
-    PERFORM pg_notify('kitchen_ticket_new', coalesce(v_payload, v_notice::text));
+    RETURN coalesce(v_payload, v_notice::text);
+END
+$$;
+
+COMMENT ON FUNCTION kitchen_ticket_notice(kitchen_kitchenticket, boolean) IS
+    'The kitchen_ticket_new payload of a ticket: {"ticket_id", "station", "brand_id", "store_id", '
+    '"ticket_type", "due_at"[, "token", "document"]}. due_at is next_attempt_at: the ticket is not due '
+    'before it. document (kitchen_ticket_document()) and token (the ticket''s notice_token) only when '
+    'p_with_document and the payload fits in 8000 bytes; kprintd prints a first attempt from it.';
+
+CREATE OR REPLACE FUNCTION kitchen_ticket_notify() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('kitchen_ticket_new', kitchen_ticket_notice(NEW, false));
     RETURN NULL;
 END
 $$;
 
 COMMENT ON FUNCTION kitchen_ticket_notify() IS
-    'AFTER INSERT (status ''new'') and AFTER UPDATE (status changed to ''new'') on kitchen_kitchenticket: '
-    'pg_notify(''kitchen_ticket_new'', ''{"ticket_id", "station", "brand_id", "store_id", "ticket_type", "due_at"[, '
-    '"token", "document"]}''), delivered at commit. due_at is next_attempt_at: the ticket is not due '
-    'before it. document (kitchen_ticket_document() as it was at the insert) and token (the ticket''s '
-    'notice_token) are sent for an inserted ticket that already has lines, when the payload fits in '
-    '8000 bytes; kprintd prints a first attempt from it.';
+    'AFTER UPDATE (status changed to ''new'') on kitchen_kitchenticket: '
+    'pg_notify(''kitchen_ticket_new'', kitchen_ticket_notice(NEW, false)), delivered at commit. '
+    'A new ticket is announced when its transaction commits (kitchen_ticket_committed, sql/0026).';
 
 -- 2. The audit trigger recognises a claim ---------------------------------------------------------
+-- The 'created' row kprintd writes, when the audit trigger (a described insert) or the commit of an
+-- undescribed one (sql/0026) logs a ticket's creation.
+CREATE FUNCTION kitchen_log_created(p_ticket kitchen_kitchenticket, p_actor text, p_extra jsonb,
+                                    p_at timestamptz) RETURNS void
+    LANGUAGE plpgsql AS $$
+DECLARE
+    v_base jsonb := jsonb_build_object(
+        'items_count', (SELECT count(*) FROM kitchen_kitchenticketitem i
+                         WHERE i.kitchen_ticket_id = p_ticket.id),
+        'bill_id', p_ticket.bill_id,
+        'station', p_ticket.printer_target,
+        'ticket_type', p_ticket.ticket_type);
+BEGIN
+    IF p_ticket.is_reprint THEN
+        v_base := v_base || jsonb_build_object('reprint_of', p_ticket.original_ticket_id);
+    END IF;
+    INSERT INTO kitchen_kitchenticketlog
+        (ticket_id, timestamp, old_status, new_status, action, actor,
+         printer_ip, error_code, error_message, duration_ms, metadata)
+    VALUES
+        (p_ticket.id, p_at, NULL, p_ticket.status, 'created', left(p_actor, 100),
+         p_ticket.printer_ip, p_ticket.error_code, p_ticket.error_message, NULL,
+         v_base || coalesce(p_extra, '{}'));
+END
+$$;
+
+COMMENT ON FUNCTION kitchen_log_created(kitchen_kitchenticket, text, jsonb, timestamptz) IS
+    'Writes a ticket''s ''created'' log row: actor p_actor, metadata {items_count, bill_id, station, '
+    'ticket_type[, reprint_of]} plus p_extra, timestamp p_at. Called by the audit trigger and at commit '
+    '(kitchen_ticket_committed); writing the log needs INSERT on it, which only kprintd''s owner has.';
+
 -- As in 0004, but a claim is recognised first and its description is fixed.
 CREATE OR REPLACE FUNCTION kitchen_ticket_audit() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
@@ -118,20 +157,11 @@ BEGIN
         END IF;
 
         IF TG_OP = 'INSERT' THEN
-            v_base := jsonb_build_object(
-                'items_count', (SELECT count(*) FROM kitchen_kitchenticketitem i WHERE i.kitchen_ticket_id = NEW.id),
-                'bill_id', NEW.bill_id,
-                'station', NEW.printer_target,
-                'ticket_type', NEW.ticket_type);
-            IF NEW.is_reprint THEN
-                v_base := v_base || jsonb_build_object('reprint_of', NEW.original_ticket_id);
+            IF v_actor IS NOT NULL THEN
+                PERFORM kitchen_log_created(NEW, v_actor, v_extra, clock_timestamp());
             END IF;
-            INSERT INTO kitchen_kitchenticketlog
-                (ticket_id, timestamp, old_status, new_status, action, actor,
-                 printer_ip, error_code, error_message, duration_ms, metadata)
-            VALUES
-                (NEW.id, clock_timestamp(), NULL, NEW.status, 'created', left(COALESCE(v_actor, session_user), 100),
-                 NEW.printer_ip, NEW.error_code, NEW.error_message, NULL, v_base || v_extra);
+            -- Undescribed (a POS writing the tables itself): the writer may log its own 'created'
+            -- row later in its transaction; kitchen_ticket_committed() logs one at commit if not.
             RETURN NULL;
         END IF;
         v_base := jsonb_build_object('print_attempts', NEW.print_attempts);

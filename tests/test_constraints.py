@@ -237,7 +237,11 @@ def test_defaults_pass_the_checks(kitchen: psycopg.Connection[Row]) -> None:
         "chars_per_line": 32,
     }
     assert {column: row[column] for column in spec_defaults} == spec_defaults
-    assert insert(kitchen, KT, **VALID[KT])["ticket_type"] == "order"
+    # The seed's bill has a kitchen ticket already: another one for the station is an addition.
+    assert (
+        insert(kitchen, KT, **{**VALID[KT], "printer_target": "dessert"})["ticket_type"] == "order"
+    )
+    assert insert(kitchen, KT, **VALID[KT])["ticket_type"] == "addition"
     assert insert(kitchen, PHC, **VALID[PHC])["paper_status"] == "unknown"
 
 

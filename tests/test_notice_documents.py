@@ -175,7 +175,7 @@ def test_a_retry_gets_its_document_from_the_claim(
     assert claimed["attempt"] == (1 if may_have_printed else 2)
 
 
-def test_lines_added_after_the_announcement_make_the_claim_build_the_document(
+def test_the_announcement_is_made_at_commit_with_every_line_of_the_transaction(
     database_url: str, conn: Conn
 ) -> None:
     brand = make_brand(conn)
@@ -187,13 +187,37 @@ def test_lines_added_after_the_announcement_make_the_claim_build_the_document(
             ticket_id = _ticket_with_one_line_then_another(conn, bill, first, second)
         payload = next_payload(listener)
     assert payload["ticket_id"] == ticket_id
+    assert len(payload["document"]["lines"]) == 2
+    assert _claim_holding(conn, brand, ticket_id, payload["token"], 2)["document"] is None
+
+
+def test_lines_added_after_the_announcement_make_the_claim_build_the_document(
+    database_url: str, conn: Conn
+) -> None:
+    brand = make_brand(conn)
+    product = make_product(conn, brand, "Mie Goreng")
+    bill = make_bill(conn, brand)
+    first, second = add_item(conn, bill, product), add_item(conn, bill, product)
+    with listening(database_url) as listener:
+        ticket_id = _ticket_with_one_line_then_another(conn, bill, first, None)
+        payload = next_payload(listener)
     assert len(payload["document"]["lines"]) == 1
+    conn.execute(
+        "INSERT INTO kitchen_kitchenticketitem (kitchen_ticket_id, bill_item_id) VALUES (%s, %s)",
+        (ticket_id, second),
+    )
+    conn.execute(
+        "UPDATE kitchen_kitchenticket SET next_attempt_at = now() WHERE id = %s", (ticket_id,)
+    )
     claimed = _claim_holding(conn, brand, ticket_id, payload["token"], 1)
     assert claimed["document"] is not None and len(claimed["document"]["lines"]) == 2
 
 
-def _ticket_with_one_line_then_another(conn: Conn, bill: int, first: int, second: int) -> int:
-    """A POS writing a ticket and its first line in one statement and the next line later."""
+def _ticket_with_one_line_then_another(
+    conn: Conn, bill: int, first: int, second: int | None
+) -> int:
+    """A POS writing a ticket and its first line in one statement and the next line (if any)
+    in the next one."""
     row = conn.execute(
         "WITH t AS (INSERT INTO kitchen_kitchenticket (bill_id, printer_target)"
         " VALUES (%s, 'kitchen') RETURNING id),"
@@ -203,11 +227,12 @@ def _ticket_with_one_line_then_another(conn: Conn, bill: int, first: int, second
         (bill, first),
     ).fetchone()
     assert row is not None
-    conn.execute(
-        "INSERT INTO kitchen_kitchenticketitem (kitchen_ticket_id, bill_item_id, quantity)"
-        " VALUES (%s, %s, 1)",
-        (row["id"], second),
-    )
+    if second is not None:
+        conn.execute(
+            "INSERT INTO kitchen_kitchenticketitem (kitchen_ticket_id, bill_item_id, quantity)"
+            " VALUES (%s, %s, 1)",
+            (row["id"], second),
+        )
     return int(row["id"])
 
 

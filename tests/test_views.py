@@ -28,6 +28,9 @@ class Seed:
     def __init__(self, conn: psycopg.Connection[Row]) -> None:
         self.conn = conn
         self.now: datetime = self.one("SELECT now() AS now")["now"]
+        # Rows seeded inside one transaction: a described insert is logged as it happens, not at
+        # a commit that never comes.
+        conn.execute("SELECT set_config('kprintd.actor', 'seed', true)")
         self.brand: UUID = self.one("INSERT INTO core_brand (name) VALUES ('Warung') RETURNING id")[
             "id"
         ]
