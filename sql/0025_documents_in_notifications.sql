@@ -198,8 +198,9 @@ $$;
 
 COMMENT ON FUNCTION kitchen_ticket_audit() IS
     'AFTER INSERT and AFTER UPDATE-of-status on kitchen_kitchenticket: writes the kitchen_kitchenticketlog row. '
-    'INSERT: action ''created'', actor kprintd.actor else session_user, metadata {items_count, bill_id, station, ticket_type'
-    '[, reprint_of]} plus kprintd.metadata. A claim (''new'' -> ''printing'' with claimed_by set): action ''print_start'', '
+    'INSERT described with kprintd.actor (kprintd''s own functions): action ''created'' by that actor, metadata {items_count, '
+    'bill_id, station, ticket_type[, reprint_of]} plus kprintd.metadata (kitchen_log_created); an undescribed INSERT is '
+    'logged at commit by kitchen_ticket_committed() unless the writer logs it. A claim (''new'' -> ''printing'' with claimed_by set): action ''print_start'', '
     'actor ''printer_service'', metadata {print_attempts, daemon: claimed_by[, previous_claimed_by][, may_have_printed]}, '
     'whatever the transaction describes. Other status changes: action kprintd.action else ''manual_update'', actor kprintd.actor '
     'else session_user, duration_ms kprintd.duration_ms, error_code kprintd.error_code else the ticket''s (when it failed or '
