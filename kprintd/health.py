@@ -18,6 +18,11 @@ dispatcher does so for print failures and successes), so a change is announced o
 side saw it first. This module adds why a printer is down (offline, cover open, paper out, error),
 paper running low, and stations left without a working printer; each change raises one alert on
 kitchen_alert, never one per check.
+
+Every UNSERVED_CHECK_S it also looks for tickets nothing will print (sql/0028_unserved_tickets.sql):
+in every scope, not only its own, since such a ticket is outside every running daemon's scope.
+Each route (brand, store, station) with such tickets raises one ticket_unserved, and one
+ticket_unserved_cleared when none is left.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from kprintd import __version__
 from kprintd.config import Settings
-from kprintd.db import scope_args
+from kprintd.db import RouteKey, scope_args
 from kprintd.dispatch import Dispatcher
 from kprintd.printer_status import PaperState, PrinterState
 from kprintd.routing import BreakerState, CircuitBreaker
@@ -60,6 +65,10 @@ DOWN_BY_PRINTING = "down"
 # Print failures a good status check does not disprove: the printer answers its status but lost
 # or swallowed ticket data. Only a probe (one real ticket, half-open breaker) can clear them.
 PRINT_ONLY_ERRORS = frozenset({"send_timeout", "connection_lost", "no_status_reply"})
+
+# kitchen_unserved_routes() lists a ticket 30 s after its creation; looked for this often (or every
+# health interval, when that is shorter), it is announced within a minute of it.
+UNSERVED_CHECK_S = 15.0
 
 PRUNE_BATCH = 1000
 PRUNE_BATCHES_PER_ROUND = 10
@@ -213,8 +222,22 @@ def station_groups(targets: Iterable[HealthTarget]) -> dict[StationKey, list[Hea
     return groups
 
 
+@dataclass(frozen=True)
+class UnservedRoute:
+    """A route whose waiting tickets nothing will print, as kitchen_unserved_routes() lists it."""
+
+    route: RouteKey
+    brand: str | None
+    reason: str
+    waiting: int
+    oldest_created_at: datetime
+    oldest_ticket_id: int
+    message: str
+
+
 class HealthStore:
-    """The health monitor's calls to the SQL functions of sql/0020_printer_health.sql."""
+    """The health monitor's calls to the SQL functions of sql/0020_printer_health.sql and
+    sql/0028_unserved_tickets.sql."""
 
     def __init__(self, pool: AsyncConnectionPool[AsyncConnection[Any]], settings: Settings):
         self._pool = pool
@@ -278,6 +301,16 @@ class HealthStore:
                 ),
             )
 
+    async def unserved(self) -> list[UnservedRoute]:
+        """Every unserved route, whatever this daemon's scope."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT brand_id, store_id, station, brand, reason, waiting, oldest_created_at,"
+                " oldest_ticket_id, message FROM kitchen_unserved_routes()"
+            )
+            rows = await cur.fetchall()
+        return [UnservedRoute(RouteKey(*row[:3]), *row[3:]) for row in rows]
+
     async def stopped(self, tickets_printed: int) -> None:
         async with self._pool.connection() as conn:
             await conn.execute(
@@ -301,19 +334,33 @@ class HealthMonitor:
         self.started_at = datetime.now(UTC)
         self._announced: dict[int, str] = {}
         self._stations_down: set[StationKey] = set()
+        self._unserved: dict[RouteKey, UnservedRoute] = {}
         self._db_ok: bool | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Beat at once, then check, record, alert and prune every interval until `stop`."""
+        """Beat at once, then check, record, alert and prune every interval, and look for unserved
+        tickets on their own shorter cadence, until `stop`."""
         await self._guarded("heartbeat", self._beat())
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.settings.health_interval_s)
-            if stop.is_set():
-                return
+        await asyncio.gather(self._printer_rounds(stop), self._unserved_rounds(stop))
+
+    async def _printer_rounds(self, stop: asyncio.Event) -> None:
+        while await self._wait(stop, self.settings.health_interval_s):
             await self._guarded("heartbeat", self._beat())
             await self._guarded("health check", self.check_round())
             await self._guarded("health pruning", self._prune())
+
+    async def _unserved_rounds(self, stop: asyncio.Event) -> None:
+        # A shorter health interval asks for quicker news; it holds for this check too.
+        cadence = min(UNSERVED_CHECK_S, self.settings.health_interval_s)
+        while await self._wait(stop, cadence):
+            await self._guarded("unserved tickets", self.unserved_round())
+
+    @staticmethod
+    async def _wait(stop: asyncio.Event, seconds: float) -> bool:
+        """Sleep `seconds`; False once `stop` is set."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+        return not stop.is_set()
 
     async def stopped(self) -> None:
         """Stamp the heartbeat as cleanly stopped; a database that is gone is no reason to wait."""
@@ -471,3 +518,40 @@ class HealthMonitor:
                     f"Station '{key.station}' can print again, on '{working[0].printer_name}'.",
                     details,
                 )
+
+    async def unserved_round(self) -> None:
+        """Announce each route whose tickets nothing will print once while it stays so, and
+        once more when none of its tickets is left unserved."""
+        found = {u.route: u for u in await self.store.unserved()}
+        for route, unserved in found.items():
+            if route in self._unserved:
+                continue
+            await self.dispatcher.alert(
+                "ticket_unserved",
+                "critical",
+                f"{unserved.message}. Nothing prints them until someone acts.",
+                route,
+                None,
+                source="health_check",
+                brand=unserved.brand,
+                reason=unserved.reason,
+                waiting=unserved.waiting,
+                oldest_ticket_id=unserved.oldest_ticket_id,
+                oldest_created_at=unserved.oldest_created_at.isoformat(),
+            )
+        for route, gone in self._unserved.items():
+            if route in found:
+                continue
+            store = f"store {route.store_id}" if route.store_id else "no store"
+            await self.dispatcher.alert(
+                "ticket_unserved_cleared",
+                "info",
+                f"No ticket for {route.station} of brand {gone.brand or route.brand_id} ({store})"
+                " waits unserved any more.",
+                route,
+                None,
+                source="health_check",
+                brand=gone.brand,
+                reason=gone.reason,
+            )
+        self._unserved = found

@@ -1,11 +1,12 @@
 """`kprintd status` and `kprintd alerts`: what the person at the store server and scripts see.
 
-Owns both commands. `status` reads kitchen_status_report() (sql/0022_status_report.sql, which also
-decides what needs attention) and shows it as one screen, or as JSON with --json; its exit code is
-for cron and Nagios-style checks: 0 all well, 1 something needs attention, 2 the database cannot be
-read (or the configuration is wrong, which the command line reports). `alerts` LISTENs on
-kitchen_alert and prints each alert as it comes, as a line for people or as JSON lines, until
-Ctrl-C/SIGTERM, --count alerts or --timeout seconds.
+Owns both commands. `status` reads kitchen_status_report() (sql/0022_status_report.sql, as last
+redefined by sql/0028_unserved_tickets.sql; it also decides what needs attention) and shows it as
+one screen, or as JSON with --json; its exit code is for cron and Nagios-style checks: 0 all well,
+1 something needs attention, 2 the database cannot be read (or the configuration is wrong, which
+the command line reports). `alerts` LISTENs on kitchen_alert and prints each alert as it comes, as
+a line for people or as JSON lines, until Ctrl-C/SIGTERM, --count alerts or --timeout seconds.
+Text for people shows control characters from the database escaped.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 import signal
 import sys
 import time
@@ -34,11 +36,17 @@ EXIT_TIMED_OUT = 1  # kprintd alerts: --timeout ended before --count alerts came
 CONNECT_TIMEOUT_S = 5
 STATEMENT_TIMEOUT_MS = 10_000
 RECONNECT_MAX_S = 10.0
-POLL_S = 0.5
+POLL_S = 0.5  # how often `kprintd alerts` looks at its stop flag and deadline
 # Printer states that stop printing (kitchen_printer_state()); shown in capitals.
-CANNOT_PRINT = frozenset(
-    {"offline", "cover_open", "paper_out", "error"}
-)  # how often `kprintd alerts` looks at its stop flag and deadline
+CANNOT_PRINT = frozenset({"offline", "cover_open", "paper_out", "error"})
+# C0, DEL and C1: a printer or brand name from the database must not drive the terminal (move the
+# cursor, clear the screen, recolour, rewrite the line) of whoever reads the status.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` with every control character shown as an escape (ESC as \\x1b)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _fail(message: str) -> int:
@@ -100,6 +108,8 @@ def duration(seconds: float) -> str:
 
 
 def _table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    # Escaped before measuring, so a cell with a control character keeps its column aligned.
+    rows = [tuple(printable(cell) for cell in row) for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     return [
         "  "
@@ -220,6 +230,23 @@ def render_status(report: dict[str, Any]) -> str:
             f"  #{s['ticket_id']} {s['station']} bill {s['bill_number']}  {s['status']}"
             f"  {s['reason'].replace('_', ' ')} since {ago(s['stuck_since'], now)}"
         )
+    unserved = report.get("unserved") or []
+    lines.append(f"Unserved tickets: {report.get('unserved_count', 0)}")
+    if unserved:
+        lines += _table(
+            ("STATION", "BRAND", "STORE", "WAITING", "OLDEST", "REASON"),
+            [
+                (
+                    u["station"],
+                    u["brand"] or u["brand_id"] or "-",
+                    (u["store_id"] or "none")[:8],
+                    str(u["waiting"]),
+                    f"#{u['oldest_ticket_id']} {ago(u['oldest_created_at'], now)}",
+                    u["reason"].replace("_", " "),
+                )
+                for u in unserved
+            ],
+        )
 
     alerts = report.get("recent_alerts") or []
     lines.append(f"Alerts in the last hour: {report.get('alerts_1h', 0)}")
@@ -231,7 +258,7 @@ def render_status(report: dict[str, Any]) -> str:
         lines += [f"  ! {a['message']}" for a in report["attention"]]
     else:
         lines.append("All well.")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
 
 
 # --- kprintd alerts -------------------------------------------------------------------------------
@@ -251,7 +278,7 @@ def format_alert(payload: str, as_json: bool) -> str:
     when = at.astimezone().strftime("%H:%M:%S") if at else "--:--:--"
     where = " / ".join(str(alert[k]) for k in ("station", "printer") if alert.get(k))
     where = f"[{where}] " if where else ""
-    return (
+    return printable(
         f"{when}  {str(alert.get('severity', '?')).upper():<8}  {alert.get('type', '?')}  "
         f"{where}{alert.get('message', '')}"
     )

@@ -612,16 +612,18 @@ def test_status_report_says_what_needs_attention(seed: Seed) -> None:
     seed.ticket(bill, status="failed", last_error_at=timedelta(hours=30))
     seed.ticket(bill, next_attempt_at=10 * MIN)
     r = report(seed)
+    # The overdue ticket waits with no daemon alive: unserved as well as stuck.
     assert [a["kind"] for a in r["attention"]] == [
         "daemon",
+        "unserved_tickets",
         "printer",
         "failed_tickets",
         "stuck_tickets",
     ]
     messages = [a["message"] for a in r["attention"]]
-    assert messages[1] == "printer main (kitchen, 10.0.0.1:9100) is out of paper"
-    assert r["attention"][1]["printer_id"] == main
-    assert messages[2].startswith("1 ticket(s) failed in the last 24 h")
+    assert messages[2] == "printer main (kitchen, 10.0.0.1:9100) is out of paper"
+    assert r["attention"][2]["printer_id"] == main
+    assert messages[3].startswith("1 ticket(s) failed in the last 24 h")
     assert [d["state"] for d in r["daemons"]] == ["stale"]
     assert r["failed_24h"] == 1
     assert r["failed_tickets"][0]["error_message"] == "refused"
