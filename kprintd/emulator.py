@@ -90,22 +90,32 @@ class FaultMode(Enum):
     BLACK_HOLE = "black_hole"  # accepts, never reads and never answers
     DROP_AFTER = "drop_after"  # reads `drop_after` bytes of a connection, then resets it
     SLOW_READ = "slow_read"  # reads at most `bytes_per_second`
+    # Once the host turned ASB on, pushes its status block nonstop, `blocks_per_second`: a device
+    # gone mad, which kprintd must hang up on (issue #14), not a printer.
+    ASB_FLOOD = "asb_flood"
+
+
+ASB_FLOOD_BLOCKS_PER_S = 5000.0  # asb_flood without a rate: a runaway device, not a sensor
 
 
 @dataclass(frozen=True)
 class Fault:
     """A network misbehaviour. Text form: ``none``, ``refuse``, ``reset``, ``black_hole``,
-    ``drop_after:N`` (bytes), ``slow_read:N`` (bytes per second)."""
+    ``drop_after:N`` (bytes), ``slow_read:N`` (bytes per second), ``asb_flood[:N]`` (status
+    blocks per second)."""
 
     mode: FaultMode = FaultMode.NONE
     drop_after: int = 0
     bytes_per_second: float = 0.0
+    blocks_per_second: float = ASB_FLOOD_BLOCKS_PER_S
 
     def __post_init__(self) -> None:
         if self.mode is FaultMode.DROP_AFTER and self.drop_after < 0:
             raise ValueError("drop_after must be >= 0")
         if self.mode is FaultMode.SLOW_READ and self.bytes_per_second <= 0:
             raise ValueError("slow_read needs bytes_per_second > 0")
+        if self.mode is FaultMode.ASB_FLOOD and self.blocks_per_second <= 0:
+            raise ValueError("asb_flood needs blocks_per_second > 0")
 
     @classmethod
     def drop_after_bytes(cls, count: int) -> Fault:
@@ -114,6 +124,10 @@ class Fault:
     @classmethod
     def slow_read(cls, bytes_per_second: float) -> Fault:
         return cls(FaultMode.SLOW_READ, bytes_per_second=bytes_per_second)
+
+    @classmethod
+    def asb_flood(cls, blocks_per_second: float = ASB_FLOOD_BLOCKS_PER_S) -> Fault:
+        return cls(FaultMode.ASB_FLOOD, blocks_per_second=blocks_per_second)
 
     @classmethod
     def parse(cls, text: str) -> Fault:
@@ -129,6 +143,8 @@ class Fault:
             if not arg:
                 raise ValueError("slow_read needs a rate: slow_read:BYTES_PER_SECOND")
             return cls.slow_read(float(arg))
+        if mode is FaultMode.ASB_FLOOD:
+            return cls.asb_flood(float(arg)) if arg else cls.asb_flood()
         if arg:
             raise ValueError(f"fault {name!r} takes no argument")
         return cls(mode)
@@ -138,6 +154,8 @@ class Fault:
             return f"drop_after:{self.drop_after}"
         if self.mode is FaultMode.SLOW_READ:
             return f"slow_read:{self.bytes_per_second:g}"
+        if self.mode is FaultMode.ASB_FLOOD:
+            return f"asb_flood:{self.blocks_per_second:g}"
         return str(self.mode.value)
 
 
@@ -187,6 +205,7 @@ class PrinterStats:
     status_requests: int
     bytes_discarded: int
     status_backs: int  # ASB blocks sent: one when enabled, then one per change
+    open_connections: int  # connections open now (a host that hung up is no longer counted)
 
 
 TicketListener = Callable[[ReceivedTicket], None]
@@ -405,6 +424,7 @@ class EmulatedPrinter:
                 status_requests=self._status_requests,
                 bytes_discarded=self._bytes_discarded,
                 status_backs=self._status_backs,
+                open_connections=len(self._connections),
             )
 
     def clear(self) -> None:
@@ -578,6 +598,9 @@ class _Session:
         # Replies from this thread and pushes from the one changing the state share the socket.
         # Reentrant: a ticket listener may change the state from this thread.
         self.send_lock = threading.RLock()
+        # asb_flood: since when this connection floods, and how many blocks it pushed since.
+        self.flood_since: float | None = None
+        self.flooded = 0
         conn.settimeout(_POLL)
 
     def run(self) -> None:
@@ -585,6 +608,10 @@ class _Session:
         while not p._stopping.is_set():
             self._release_held()
             fault = p.fault
+            if fault.mode is FaultMode.ASB_FLOOD and self.status_back_items:
+                self._flood(fault.blocks_per_second)
+            else:
+                self.flood_since = None
             if fault.mode is FaultMode.BLACK_HOLE or self.held_bytes >= p.hold_limit:
                 p._stopping.wait(_POLL)
                 continue
@@ -688,6 +715,23 @@ class _Session:
                 return  # the connection is going; its own thread notices
         self.printer._count(status_backs=1)
 
+    def _flood(self, blocks_per_second: float) -> None:
+        """Push the current ASB block as often as the rate says is due by now, whatever the
+        state did: the loop comes here at least every _POLL seconds."""
+        now = time.monotonic()
+        if self.flood_since is None:
+            self.flood_since, self.flooded = now, 0
+        due = int((now - self.flood_since) * blocks_per_second) - self.flooded
+        if due <= 0:
+            return
+        with self.send_lock:
+            try:
+                self.conn.sendall(build_status_back(self.printer.state) * due)
+            except OSError:
+                return  # the host hung up: the next read ends the session
+        self.flooded += due
+        self.printer._count(status_backs=due)
+
     def _release_held(self) -> None:
         while self.held and self.printer.state.can_print:
             event = self.held.popleft()
@@ -788,7 +832,7 @@ class ControlServer:
 
 CONTROL_HELP = """\
 list                                  show every printer, its fault and state
-fault NAME none|refuse|reset|black_hole|drop_after:N|slow_read:N
+fault NAME none|refuse|reset|black_hole|drop_after:N|slow_read:N|asb_flood[:N]
 paper NAME ok|near_end|out
 cover NAME open|closed
 online NAME on|off

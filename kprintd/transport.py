@@ -1,10 +1,12 @@
 """Printer transport: one TCP connection to a raw-port (9100) ESC/POS printer, with timeouts.
 
-Owns connecting, asking the printer for its real-time status (DLE EOT 1-4), keeping the state
-the printer pushes by itself once Automatic Status Back is on (GS a), sending ticket bytes
-(confirmed by a status reply, or unconfirmed to a printer that never answers one) and telling
-the caller precisely what went wrong, including whether paper may already have been printed. It
-knows nothing of tickets or the database.
+Owns finding the printer (an IP literal as it is, a hostname through the OS resolver, off the
+event loop, every time it connects), connecting, asking the printer for its real-time status
+(DLE EOT 1-4), keeping the state the printer pushes by itself once Automatic Status Back is on
+(GS a), hanging up on a device that pushes more than a printer would, sending ticket bytes
+(confirmed by a status reply within a time that grows with the job's size, or unconfirmed to a
+printer that never answers one) and telling the caller precisely what went wrong, including
+whether paper may already have been printed. It knows nothing of tickets or the database.
 """
 
 from __future__ import annotations
@@ -12,9 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import socket
 import time
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
+
+import structlog
 
 from kprintd.printer_status import (
     ALL_STATUS_REQUESTS,
@@ -29,6 +36,8 @@ from kprintd.printer_status import (
     state_from_status_back,
 )
 
+log = structlog.get_logger("kprintd.transport")
+
 
 class PrinterError(Exception):
     """A printer could not take a job. `code` is machine-readable and lands in error_code."""
@@ -42,11 +51,87 @@ class PrinterError(Exception):
 
 @dataclass(frozen=True)
 class PrinterAddress:
+    """Where a printer listens; `host` is an IPv4 or IPv6 literal or a hostname."""
+
     host: str
     port: int
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+# One address to connect to, as getaddrinfo gives it: (family, socket address).
+Endpoint = tuple[int, tuple[Any, ...]]
+# Finds a hostname's endpoints, in the order to try them; raises OSError when it cannot.
+Resolver = Callable[[str, int], Awaitable[list[Endpoint]]]
+
+
+async def resolve_host(host: str, port: int) -> list[Endpoint]:
+    """The OS resolver's answer for `host` (hosts file, DNS, mDNS: whatever nsswitch.conf says).
+
+    loop.getaddrinfo asks it from a worker thread, so a slow DNS server never stalls the event
+    loop. Nothing is kept: a printer that DHCP moved is found at its new address on the next
+    connection.
+    """
+    if host.rstrip(".").lower().rpartition(".")[2] == "invalid":
+        # RFC 6761 6.4: resolvers should refuse these at once; glibc would ask the DNS server.
+        raise socket.gaierror(socket.EAI_NONAME, "a name under .invalid never resolves")
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )
+    return [(family, sockaddr) for family, _, _, _, sockaddr in infos]
+
+
+def _literal(address: PrinterAddress) -> list[Endpoint] | None:
+    """The endpoint of an IP literal; None for a name. AI_NUMERICHOST only parses, so this never
+    waits, and a literal costs no trip to a resolver thread."""
+    try:
+        infos = socket.getaddrinfo(
+            address.host,
+            address.port,
+            type=socket.SOCK_STREAM,
+            proto=socket.IPPROTO_TCP,
+            flags=socket.AI_NUMERICHOST,
+        )
+    except (OSError, ValueError):  # not a literal; ValueError: not even a valid name
+        return None
+    return [(family, sockaddr) for family, _, _, _, sockaddr in infos]
+
+
+async def _resolve(address: PrinterAddress, resolve: Resolver) -> list[Endpoint]:
+    try:
+        endpoints = await resolve(address.host, address.port)
+    except (OSError, ValueError) as exc:  # socket.gaierror; UnicodeError for a bad IDNA name
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise PrinterError(
+            "dns_failed", f"cannot resolve the printer name {address.host!r}: {reason}"
+        ) from None
+    if not endpoints:
+        raise PrinterError("dns_failed", f"the printer name {address.host!r} has no address")
+    return endpoints
+
+
+async def _connect(address: PrinterAddress, endpoints: list[Endpoint]) -> _PrinterLink:
+    """A connection to the first endpoint that takes one; raises the last one's OSError."""
+    loop = asyncio.get_running_loop()
+    failure: OSError | None = None
+    for family, sockaddr in endpoints:
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, sockaddr)
+            _, link = await loop.create_connection(lambda: _PrinterLink(address), sock=sock)
+        except OSError as exc:
+            sock.close()
+            failure = exc
+        except BaseException:
+            sock.close()
+            raise
+        else:
+            return link
+    assert failure is not None, "endpoints are never empty"
+    raise failure
 
 
 def describe_unprintable(state: PrinterState) -> PrinterError | None:
@@ -66,11 +151,37 @@ def describe_unprintable(state: PrinterState) -> PrinterError | None:
 
 ANSWER_SIZE = len(StatusRequest)  # one byte per DLE EOT request, all four asked at once
 UNASKED_MAX = 64  # bytes nobody asked for that a connection keeps, for the error message
+# A printer pushes an ASB block when its state changes: a few a second at most, even with a
+# flickering sensor. A device that pushes more is hung up on: one pushing 'ready' nonstop kept
+# the event loop reading its blocks and delayed every other station's tickets by seconds.
+STATUS_BACK_MAX = 8  # pushed blocks allowed within STATUS_BACK_WINDOW_S, the first after GS a aside
+STATUS_BACK_WINDOW_S = 1.0
+
+# A printer takes a small job into its receive buffer at once (4 kB on common models) and answers
+# within the send timeout; of a bigger one it reads the rest only as fast as it prints. So a job's
+# window grows by the time that rest takes at a floor rate: slow kitchen printers manage 8 kB/s,
+# the floor is a quarter of that. The cap bounds how long a black-holed printer holds a ticket,
+# and keeps a station's two printers tried in one attempt well inside the default 30 s lease.
+JOB_BYTES_AT_ONCE = 4096
+JOB_FLOOR_BYTES_PER_S = 2048.0
+JOB_WINDOW_MAX_S = 10.0
+
+
+def job_window(timeout: float, size: int) -> float:
+    """Seconds a printer gets to take and confirm a job of `size` bytes, `timeout` being what a
+    small job gets."""
+    extra = max(0, size - JOB_BYTES_AT_ONCE) / JOB_FLOOR_BYTES_PER_S
+    return min(timeout + extra, max(timeout, JOB_WINDOW_MAX_S))
 
 
 class _PrinterLink(asyncio.Protocol):
     """Sorts the bytes a printer sends as they arrive, with no task reading: answers to DLE EOT
-    go to the request waiting for them, ASB blocks update the printer's state at once."""
+    go to the request waiting for them, ASB blocks update the printer's state at once.
+
+    The work one read costs is bounded whatever the device sends: a few answer bytes, at most
+    UNASKED_MAX bytes nobody asked for and STATUS_BACK_MAX pushed blocks a second; past those
+    it hangs up, and every later request on the connection raises the reason.
+    """
 
     def __init__(self, address: PrinterAddress) -> None:
         self._address = address
@@ -85,7 +196,10 @@ class _PrinterLink(asyncio.Protocol):
         self._writable.set()
         self.status_back_requested = False
         self.status_back_on = False
+        self._pushed_at: deque[float] = deque(maxlen=STATUS_BACK_MAX)
         self.lost = False
+        # Why this side hung up, for every request made on the connection afterwards.
+        self.failure: PrinterError | None = None
         # The newest state the printer gave, answered or pushed, and when; None when unknown.
         self.state: PrinterState | None = None
         self.state_at = 0.0
@@ -97,6 +211,7 @@ class _PrinterLink(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buffer = bytes(self._unsorted) + data if self._unsorted else data
         position, size = 0, len(buffer)
+        now = time.monotonic()
         while position < size:
             if self.status_back_requested and is_status_back_start(buffer[position]):
                 if size - position < STATUS_BACK_SIZE:
@@ -108,6 +223,8 @@ class _PrinterLink(asyncio.Protocol):
                 except ValueError:
                     self._answers += block
                 else:
+                    if self.status_back_on and self._flooding(now):
+                        return
                     self.status_back_on = True
                     self._note(state)
             else:
@@ -118,17 +235,54 @@ class _PrinterLink(asyncio.Protocol):
                 self._answer()
             elif self._waiter is None and len(self._answers) > UNASKED_MAX:
                 # Not a printer we understand, or one gone mad: hang up rather than read on.
-                # The next request on this connection reports what it sent.
-                del self._answers[UNASKED_MAX:]
-                self._hang_up()
+                unasked = bytes(self._answers[:UNASKED_MAX])
+                self._hang_up(
+                    PrinterError(
+                        "bad_status_reply",
+                        f"{self._address} sent {unasked.hex(' ')} when nothing was asked",
+                    )
+                )
                 return
         self._unsorted = bytearray(buffer[position:])
 
-    def _hang_up(self) -> None:
+    def _flooding(self, now: float) -> bool:
+        """Count a pushed block; one too many within the window hangs up, and says so once."""
+        pushed_at = self._pushed_at
+        if len(pushed_at) < STATUS_BACK_MAX or now - pushed_at[0] >= STATUS_BACK_WINDOW_S:
+            pushed_at.append(now)
+            return False
+        within_ms = round((now - pushed_at[0]) * 1000)
+        log.warning(
+            "device pushes more status than a printer would; hung up",
+            printer_address=str(self._address),
+            status_backs=STATUS_BACK_MAX + 1,
+            within_ms=within_ms,
+            limit=f"{STATUS_BACK_MAX} per {STATUS_BACK_WINDOW_S:g} s",
+        )
+        self._hang_up(
+            PrinterError(
+                "status_flood",
+                f"{self._address} pushed {STATUS_BACK_MAX + 1} status blocks within {within_ms}"
+                f" ms (a printer pushes one per change, a few a second at most): hung up",
+            )
+        )
+        return True
+
+    def _hang_up(self, reason: PrinterError) -> None:
+        self.failure = reason
         self.lost = True
         self._note(None)
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(self.failed())
         if self._transport is not None:
             self._transport.close()
+
+    def failed(self) -> PrinterError:
+        """A fresh copy of why this side hung up (an exception raised twice grows its
+        traceback)."""
+        assert self.failure is not None
+        return PrinterError(self.failure.code, self.failure.message)
 
     def _answer(self) -> None:
         answer = bytes(self._answers[:ANSWER_SIZE])
@@ -165,6 +319,8 @@ class _PrinterLink(asyncio.Protocol):
 
     def expect_answer(self) -> asyncio.Future[tuple[bytes, PrinterState | None]]:
         """Get ready for the answer to a status request about to be written."""
+        if self.failure is not None:
+            raise self.failed()
         if self._answers:
             unasked = bytes(self._answers)
             self._answers.clear()
@@ -201,40 +357,56 @@ class PrinterConnection:
         self.last_used = time.monotonic()
 
     @classmethod
-    async def open(cls, address: PrinterAddress, timeout: float) -> PrinterConnection:
-        loop = asyncio.get_running_loop()
+    async def open(
+        cls, address: PrinterAddress, timeout: float, *, resolve: Resolver = resolve_host
+    ) -> PrinterConnection:
+        """Connect within `timeout`, which covers resolving a hostname too.
+
+        A name's addresses are tried in the resolver's order: a 'localhost' that lists ::1
+        first still reaches a printer listening on 127.0.0.1 only. A name that does not resolve
+        raises 'dns_failed', which, like a refused connection, cannot have printed anything.
+        """
+        endpoints = _literal(address)
+        where = str(address)
         try:
             async with asyncio.timeout(timeout):
-                _, link = await loop.create_connection(
-                    lambda: _PrinterLink(address), address.host, address.port
-                )
+                if endpoints is None:
+                    endpoints = await _resolve(address, resolve)
+                    # Where the name led, for when DHCP moved the printer.
+                    where += f" ({', '.join(str(sockaddr[0]) for _, sockaddr in endpoints)})"
+                link = await _connect(address, endpoints)
         except TimeoutError:
+            if endpoints is None:
+                raise PrinterError(
+                    "dns_failed",
+                    f"the printer name {address.host!r} did not resolve within {timeout:g} s",
+                ) from None
             raise PrinterError(
-                "connect_timeout", f"no answer from {address} within {timeout:g} s"
+                "connect_timeout", f"no answer from {where} within {timeout:g} s"
             ) from None
         except ConnectionRefusedError:
-            raise PrinterError("connection_refused", f"{address} refused the connection") from None
+            raise PrinterError("connection_refused", f"{where} refused the connection") from None
         except OSError as exc:
             code = "unreachable" if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH) else "io"
-            raise PrinterError(
-                code, f"cannot connect to {address}: {exc.strerror or exc}"
-            ) from None
+            raise PrinterError(code, f"cannot connect to {where}: {exc.strerror or exc}") from None
         return cls(address, link)
 
     async def _ask(self, data: bytes, timeout: float, *, after_send: bool) -> PrinterState:
-        """Write `data`, which ends with the four DLE EOT requests, and read their answer."""
+        """Write `data`, which ends with the four DLE EOT requests, and read their answer, both
+        within `timeout`."""
         answer_future = self._link.expect_answer()
+        deadline = asyncio.get_running_loop().time() + timeout
         try:
             await self._write(data, timeout, after_send=after_send)
         except PrinterError:
             answer_future.cancel()
             raise
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout_at(deadline):
                 answer, state = await answer_future
         except TimeoutError:
             message = (
-                f"{self.address} did not confirm the ticket within {timeout:g} s "
+                f"{self.address} did not confirm the ticket within {timeout:.3g} s "
                 "(it may have printed)"
                 if after_send
                 else f"{self.address} did not answer a status request within {timeout:g} s"
@@ -246,6 +418,9 @@ class PrinterConnection:
                 f"{self.address} closed the connection",
                 may_have_printed=after_send,
             ) from None
+        except PrinterError as exc:  # this side hung up on what the device sent meanwhile
+            exc.may_have_printed = after_send
+            raise
         if state is None:
             raise PrinterError(
                 "bad_status_reply",
@@ -274,7 +449,7 @@ class PrinterConnection:
         except TimeoutError:
             raise PrinterError(
                 "send_timeout",
-                f"{self.address} did not take {len(data)} bytes within {timeout:g} s",
+                f"{self.address} did not take {len(data)} bytes within {timeout:.3g} s",
                 may_have_printed=True,
             ) from None
         except (ConnectionError, OSError):
@@ -289,9 +464,11 @@ class PrinterConnection:
 
         Real printers answer DLE EOT in order with the bytes before it, so a reply means the job
         reached the printer; a printer that swallows bytes without answering (a black hole) is an
-        error here, not a silent success.
+        error here, not a silent success. `timeout` is what a small job gets; a big one gets the
+        time a slow printer takes to read it (job_window), so it is not sent again meanwhile.
         """
-        return await self._ask(data + ALL_STATUS_REQUESTS, timeout, after_send=True)
+        window = job_window(timeout, len(data))
+        return await self._ask(data + ALL_STATUS_REQUESTS, window, after_send=True)
 
     async def send_unconfirmed(self, data: bytes, timeout: float) -> None:
         """Send `data` to a printer that never answers status requests.
@@ -299,7 +476,7 @@ class PrinterConnection:
         Done once the connection has taken every byte: nothing more can be known of such a
         printer, not even whether it read them. Close the connection after the job.
         """
-        await self._write(data, timeout, after_send=True)
+        await self._write(data, job_window(timeout, len(data)), after_send=True)
         self.last_used = time.monotonic()
 
     @property
