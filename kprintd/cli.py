@@ -1,7 +1,7 @@
 """The `kprintd` command line: subcommands for migrating, running, inspecting and emulating.
 
-Owns argument parsing, turning configuration and migration errors into one clear line and an exit
-code, and dispatching to the module that does the work.
+Owns argument parsing, turning configuration, migration and database errors into one clear line
+and an exit code (never a traceback), and dispatching to the module that does the work.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import psycopg
+
 from kprintd import __version__
 from kprintd.config import ConfigError, Settings, load_settings
 from kprintd.logs import configure_logging
@@ -19,6 +21,8 @@ from kprintd.logs import configure_logging
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+# A database that cannot be reached, logged into or read: the code `kprintd status` gives it too.
+EXIT_DATABASE = 2
 
 
 def _fail(message: str, code: int = EXIT_FAILURE) -> int:
@@ -45,6 +49,14 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
             for migration in state.pending:
                 print(f"pending  {migration.filename}")
             return EXIT_OK
+        if args.plan:
+            steps = migrate.plan(settings.database_url, directory)
+            for migration, said in steps:
+                print(f"would apply  {migration.filename}")
+                for line in said:
+                    print(f"    {line}")
+            print("nothing was changed" if steps else "schema is up to date")
+            return EXIT_OK
         applied = migrate.migrate(settings.database_url, directory)
     except migrate.MigrationError as exc:
         return _fail(str(exc))
@@ -58,7 +70,10 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from kprintd import daemon
 
-    return daemon.run(_settings(args))
+    try:
+        return daemon.run(_settings(args))
+    except daemon.CannotRun as exc:
+        return _fail(f"cannot run: {exc}", EXIT_DATABASE)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -117,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate_parser = commands.add_parser("migrate", help="apply the SQL migrations in sql/")
     migrate_parser.add_argument("--status", action="store_true", help="list applied and pending")
+    migrate_parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="show what migrate would do (tables adopted, columns added) and change nothing",
+    )
     migrate_parser.add_argument("--dir", help="migrations directory (default: the bundled sql/)")
     migrate_parser.set_defaults(handler=_cmd_migrate)
 
@@ -168,6 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
     except ConfigError as exc:
         return _fail(f"configuration error: {exc}", EXIT_USAGE)
+    except psycopg.Error as exc:
+        # The server's message without the query it quotes; a failed log-in has only the text.
+        reason = " ".join((exc.diag.message_primary or str(exc)).split()) or type(exc).__name__
+        return _fail(f"{args.command}: {reason}", EXIT_DATABASE)
     except KeyboardInterrupt:
         return EXIT_OK
     except BrokenPipeError:

@@ -94,21 +94,37 @@ def array_literal(values: Iterable[int | uuid.UUID]) -> str:
     return "{" + ",".join(map(str, values)) + "}"
 
 
-def notice_from_payload(payload: str) -> TicketNotice | None:
-    """Read a kitchen_ticket_new payload; None when it names no route.
+# PostgreSQL refuses NOTIFY payloads of 8000 bytes or more, and a character is at least a byte:
+# anything longer did not come through NOTIFY as we know it and is not worth parsing.
+NOTICE_PAYLOAD_MAX_CHARS = 7999
+# kitchen_kitchenticket.printer_target is VARCHAR(50): a longer station names no ticket.
+STATION_MAX_CHARS = 50
 
-    A document that is not a JSON object with a list of lines is ignored, not trusted: the
-    claim then returns the ticket's document instead.
+
+def notice_from_payload(payload: str) -> TicketNotice | None:
+    """Read a kitchen_ticket_new payload; None when it names no route. Never raises.
+
+    Anyone who can connect can NOTIFY, so the payload is untrusted input. A document that is not
+    a JSON object with a list of lines is ignored, not trusted: the claim then returns the
+    ticket's document instead.
     """
-    try:
-        data = json.loads(payload)
-        route = RouteKey(
-            _uuid_or_none(data.get("brand_id")),
-            _uuid_or_none(data.get("store_id")),
-            str(data["station"]),
-        )
-    except (ValueError, KeyError, TypeError, AttributeError):
+    if len(payload) > NOTICE_PAYLOAD_MAX_CHARS:
         return None
+    try:
+        # RecursionError: 7,000 '[' fit in a payload and nest deeper than the parser's limit.
+        data = json.loads(payload)
+        station = data["station"]
+        brand_id = _uuid_or_none(data.get("brand_id"))
+        store_id = _uuid_or_none(data.get("store_id"))
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return None
+    # isprintable() also refuses NUL and lone surrogates, which PostgreSQL and the UTF-8 codec
+    # would reject in every query made for the route.
+    if not isinstance(station, str) or not 0 < len(station) <= STATION_MAX_CHARS:
+        return None
+    if not station.isprintable():
+        return None
+    route = RouteKey(brand_id, store_id, station)
     ticket_id = data.get("ticket_id")
     if not isinstance(ticket_id, int) or isinstance(ticket_id, bool) or not 0 < ticket_id < 2**63:
         # Not a ticket id (a bigint): held, it would make the claim's cast fail.
@@ -242,7 +258,7 @@ class Database:
     async def route_printers(self, route: RouteKey) -> list[RoutePrinter]:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT printer_id, printer_name, host(printer_ip), printer_port, priority,"
+                "SELECT printer_id, printer_name, printer_ip, printer_port, priority,"
                 " paper_width_mm, chars_per_line, header_line, buzzer, copies, large_item_font,"
                 " codepage, cut_mode, time_zone,"
                 # Seconds from the server's now, so the daemon's clock may differ from its own.

@@ -55,6 +55,12 @@ HELD_DOCUMENTS_MAX = 64
 # one. Anyone who can connect can NOTIFY: without this, made-up routes would each keep a worker
 # polling the database forever.
 ROUTE_IDLE_RETIRE_S = 900.0
+# Nor does a notification start a worker for a route that has none: 25,000 made-up routes in one
+# transaction once meant 25,000 workers, a daemon grown from 59 to 323 MiB and a real ticket 14 s
+# late (issue #14). It asks for one look at which routes have tickets waiting
+# (kitchen_due_routes), shared by every notification heard until it runs, one at a time and no
+# more often than this.
+DUE_CHECK_MIN_INTERVAL_S = 0.05
 DEFAULT_CODEPAGE = "CP437"
 DB_RETRY_MAX_S = 10.0
 
@@ -310,6 +316,12 @@ class Dispatcher:
         self.stopping = asyncio.Event()
         self._workers: dict[RouteKey, RouteWorker] = {}
         self.tickets_printed = 0
+        # Set by the daemon: True while its LISTEN connection is up and read. While it is False,
+        # new tickets wait for the sweep, which the heartbeat should tell whoever looks.
+        self.listening = False
+        self._due_check: asyncio.Task[None] | None = None
+        self._due_check_wanted = False
+        self._due_check_wakes_all = False
 
     def printers_changed(self) -> None:
         """Printers, templates or maintenance windows changed: every route reads them again
@@ -322,7 +334,22 @@ class Dispatcher:
         if self._workers.get(worker.route) is worker:
             del self._workers[worker.route]
 
-    def wake(self, route: RouteKey, notice: TicketNotice | None = None) -> None:
+    def notice(self, notice: TicketNotice) -> None:
+        """A kitchen_ticket_new notification: its route's worker keeps the ticket's document and
+        claims at once. A route without a worker only gets the due-route check (anyone can
+        NOTIFY), which starts one if a ticket waits there."""
+        if self.stopping.is_set():
+            return
+        worker = self._workers.get(notice.route)
+        if worker is None:
+            self.check_due_routes()
+            return
+        if notice.ticket_id is not None and notice.document is not None:
+            worker.hold(notice.ticket_id, notice.document)
+        worker.wake()
+
+    def wake(self, route: RouteKey) -> None:
+        """Wake the worker of a route known to have waiting tickets, starting one if need be."""
         if self.stopping.is_set():
             return
         worker = self._workers.get(route)
@@ -330,9 +357,47 @@ class Dispatcher:
             worker = RouteWorker(self, route)
             self._workers[route] = worker
             worker.start()
-        if notice is not None and notice.ticket_id is not None and notice.document is not None:
-            worker.hold(notice.ticket_id, notice.document)
         worker.wake()
+
+    def check_due_routes(self, *, lost: bool = False) -> None:
+        """Look soon for routes with tickets waiting, and start a worker for each that has none;
+        when notifications were `lost`, wake the others too. Calls made before the look share
+        it; a call made while it runs gets one more after it."""
+        if self.stopping.is_set():
+            return
+        self._due_check_wanted = True
+        self._due_check_wakes_all |= lost
+        if self._due_check is None or self._due_check.done():
+            self._due_check = asyncio.create_task(self._check_due_routes(), name="due routes")
+
+    async def _check_due_routes(self) -> None:
+        loop = asyncio.get_running_loop()
+        pause = DUE_CHECK_MIN_INTERVAL_S
+        failing = False
+        while self._due_check_wanted and not self.stopping.is_set():
+            wake_all = self._due_check_wakes_all
+            self._due_check_wanted = self._due_check_wakes_all = False
+            started = loop.time()
+            try:
+                for due in await self.db.due_routes():
+                    # A route that has a worker is woken by its notifications themselves.
+                    if wake_all or due.route not in self._workers:
+                        self.wake(due.route)
+                pause = DUE_CHECK_MIN_INTERVAL_S
+                failing = False
+            except Exception as exc:
+                # Looked for again after a pause: the ticket that asked may be waiting on a route
+                # without a worker, and nothing else would look before the sweep.
+                self._due_check_wanted = True
+                self._due_check_wakes_all |= wake_all
+                if not failing:
+                    failing = True
+                    if isinstance(exc, psycopg.Error):
+                        log.warning("cannot look for due routes; retrying", error=str(exc).strip())
+                    else:
+                        log.exception("looking for due routes failed; retrying")
+                pause = min(pause * 2, DB_RETRY_MAX_S)
+            await asyncio.sleep(max(0.0, started + pause - loop.time()))
 
     async def scan(self) -> int:
         """Reclaim expired leases and wake every route with waiting tickets; returns the backlog."""
@@ -392,6 +457,9 @@ class Dispatcher:
     async def stop(self, timeout: float) -> None:
         """Stop claiming; let in-flight prints finish within `timeout`, then cancel the rest."""
         self.stopping.set()
+        if self._due_check is not None:
+            self._due_check.cancel()
+            await asyncio.wait([self._due_check])
         workers = list(self._workers.values())
         for worker in workers:
             worker.wake()
