@@ -103,7 +103,7 @@ COMMENT ON FUNCTION kitchen_restore_change_description(jsonb) IS
 -- SECURITY DEFINER: the log is written with the owner's rights, so application roles need no INSERT
 -- privilege on kitchen_kitchenticketlog (revoke it and they cannot forge audit rows).
 CREATE FUNCTION kitchen_ticket_audit() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     v_action     text := NULLIF(btrim(current_setting('kprintd.action', true)), '');
     v_actor      text := NULLIF(btrim(current_setting('kprintd.actor', true)), '');

@@ -117,9 +117,26 @@ COMMENT ON FUNCTION kitchen_log_created(kitchen_kitchenticket, text, jsonb, time
     'ticket_type[, reprint_of]} plus p_extra, timestamp p_at. Called by the audit trigger and at commit '
     '(kitchen_ticket_committed); writing the log needs INSERT on it, which only kprintd''s owner has.';
 
--- As in 0004, but a claim is recognised first and its description is fixed.
+-- Whose description of a change is believed: the daemon's and a manager's (the admin functions).
+-- Before the roles exist (sql/0033), everyone's, as on a database without them.
+CREATE FUNCTION kitchen_session_trusted() RETURNS boolean
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    RETURN CASE WHEN to_regrole('kprintd_daemon') IS NULL OR to_regrole('kprintd_manager') IS NULL
+                THEN true
+                ELSE pg_has_role(session_user, 'kprintd_daemon', 'MEMBER')
+                     OR pg_has_role(session_user, 'kprintd_manager', 'MEMBER')
+           END;
+
+COMMENT ON FUNCTION kitchen_session_trusted() IS
+    'True when the session''s login is a member of kprintd_daemon or kprintd_manager (or a superuser): '
+    'only then do kprintd.action and kprintd.actor describe a ticket''s status change in the log. Anyone '
+    'else''s change is logged as manual_update by session_user, with what it claimed in metadata '
+    '(claimed_action, claimed_actor).';
+
+-- As in 0004, but a claim is recognised first and its description is fixed; a description is
+-- believed only from a trusted session (kitchen_session_trusted).
 CREATE OR REPLACE FUNCTION kitchen_ticket_audit() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     v_action     text;
     v_actor      text;
@@ -128,9 +145,11 @@ DECLARE
     v_meta_text  text;
     v_extra      jsonb := '{}';
     v_base       jsonb;
+    v_trusted    boolean := kitchen_session_trusted();
+    v_described  boolean;
 BEGIN
     IF TG_OP = 'UPDATE' AND OLD.status = 'new' AND NEW.status = 'printing'
-       AND NEW.claimed_by IS NOT NULL THEN
+       AND NEW.claimed_by IS NOT NULL AND v_trusted THEN
         -- A claim: described by what it is, whatever the transaction describes, so a claim
         -- need not set (and then restore) the settings below.
         v_action := 'print_start';
@@ -156,9 +175,19 @@ BEGIN
             END IF;
         END IF;
 
+        v_described := v_actor IS NOT NULL;
+        IF NOT v_trusted AND (v_action IS NOT NULL OR v_actor IS NOT NULL) THEN
+            -- Logged as who they are; what they said is kept beside it.
+            v_extra := v_extra || jsonb_strip_nulls(jsonb_build_object(
+                'claimed_action', v_action, 'claimed_actor', v_actor));
+            v_action := NULL;
+            v_actor := NULL;
+        END IF;
+
         IF TG_OP = 'INSERT' THEN
-            IF v_actor IS NOT NULL THEN
-                PERFORM kitchen_log_created(NEW, v_actor, v_extra, clock_timestamp());
+            IF v_described THEN
+                PERFORM kitchen_log_created(NEW, coalesce(v_actor, session_user), v_extra,
+                                            clock_timestamp());
             END IF;
             -- Undescribed (a POS writing the tables itself): the writer may log its own 'created'
             -- row later in its transaction; kitchen_ticket_committed() logs one at commit if not.

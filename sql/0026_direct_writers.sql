@@ -36,7 +36,7 @@ COMMENT ON FUNCTION kitchen_writer_quiet_interval() IS
 -- 2. A ticket's commit ------------------------------------------------------------------------------
 -- SECURITY DEFINER: it writes the log, which application roles cannot.
 CREATE FUNCTION kitchen_ticket_committed() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     v_ticket kitchen_kitchenticket;
     v_lines  bigint;
@@ -53,7 +53,9 @@ BEGIN
         -- the ticket's first row.
         PERFORM kitchen_log_created(
             v_ticket,
-            coalesce(NULLIF(btrim(current_setting('kprintd.actor', true)), ''), session_user),
+            CASE WHEN kitchen_session_trusted()
+                 THEN coalesce(NULLIF(btrim(current_setting('kprintd.actor', true)), ''), session_user)
+                 ELSE session_user END,
             NULL,
             (SELECT least(clock_timestamp(), min(l."timestamp") - interval '1 microsecond')
                FROM kitchen_kitchenticketlog l WHERE l.ticket_id = NEW.id));

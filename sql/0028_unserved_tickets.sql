@@ -54,11 +54,13 @@ RETURNS TABLE (
     created_at  timestamptz,
     reason      text
 )
-    LANGUAGE sql STABLE AS $$
+    LANGUAGE sql STABLE
+BEGIN ATOMIC
     -- Waiting tickets are few even on a long history, and the partial index of the claim
     -- (idx_kitchenticket_due, status 'new') finds them. The reason is worked out once per route:
     -- MATERIALIZED keeps the planner from pushing "reason IS NOT NULL" below the DISTINCT, which
-    -- would work it out once per ticket.
+    -- would work it out once per ticket. A SQL-standard body binds its names when created (no
+    -- search_path to pin) and stays inlinable.
     WITH waiting AS (
         SELECT t.id, t.bill_id, t.brand_id, t.store_id, t.printer_target::text AS station,
                t.created_at
@@ -77,8 +79,8 @@ RETURNS TABLE (
                  AND r.store_id IS NOT DISTINCT FROM w.store_id
                  AND r.station = w.station
     WHERE r.reason IS NOT NULL
-    ORDER BY w.created_at, w.id
-$$;
+    ORDER BY w.created_at, w.id;
+END;
 
 COMMENT ON FUNCTION kitchen_unserved_tickets(interval) IS
     'Every waiting ticket (new, attempts left) created more than p_grace ago (default 30 s) that '

@@ -21,7 +21,7 @@ from psycopg.rows import dict_row
 
 from kprintd import migrate
 from kprintd.pgembed import EmbeddedPostgres
-from tests.daemon_harness import Restaurant
+from tests.daemon_harness import LOGIN_PASSWORD, LOGINS, Restaurant
 
 TEMPLATE_DB = f"kprintd_test_template_{os.getpid()}"
 _database_numbers = itertools.count(1)
@@ -80,7 +80,21 @@ def template_database(postgres_server: PostgresServer) -> str:
         _drop_database(admin, TEMPLATE_DB)
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE_DB)))
     migrate.migrate(postgres_server.conninfo(TEMPLATE_DB))
+    _create_logins(postgres_server)
     return TEMPLATE_DB
+
+
+def _create_logins(postgres_server: PostgresServer) -> None:
+    """One login per duty (sql/0033_roles.sql), as a store gives its daemon, POS and staff."""
+    with psycopg.connect(postgres_server.admin_conninfo, autocommit=True) as admin:
+        for duty, login in LOGINS.items():
+            if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (login,)).fetchone():
+                continue
+            admin.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE {}").format(
+                    sql.Identifier(login), sql.Literal(LOGIN_PASSWORD), sql.Identifier(duty)
+                )
+            )
 
 
 @pytest.fixture

@@ -94,9 +94,29 @@ class RunningDaemon:
         return self.exit_code
 
 
+# Logins the test run creates (tests/conftest.py), one per duty of sql/0033_roles.sql.
+LOGINS = {
+    "kprintd_daemon": "kprintd_test_daemon",
+    "kprintd_pos": "kprintd_test_pos",
+    "kprintd_manager": "kprintd_test_manager",
+    "kprintd_auditor": "kprintd_test_auditor",
+}
+LOGIN_PASSWORD = "kprintd-test"
+
+
+def as_login(database_url: str, duty: str) -> str:
+    """The same database, connected as the test login of a duty (a kprintd_* group role)."""
+    params = psycopg.conninfo.conninfo_to_dict(database_url)
+    params.update(user=LOGINS[duty], password=LOGIN_PASSWORD)
+    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in params.items()})
+
+
 @contextlib.contextmanager
 def running_daemon(database_url: str, **overrides: Any) -> Iterator[RunningDaemon]:
-    settings = Settings(database_url=database_url, **{**FAST_SETTINGS, **overrides})
+    """`kprintd run` in-process, logged in as the daemon's role, as in a store."""
+    settings = Settings(
+        database_url=as_login(database_url, "kprintd_daemon"), **{**FAST_SETTINGS, **overrides}
+    )
     daemon = RunningDaemon(settings).start()
     try:
         yield daemon
@@ -119,7 +139,7 @@ def daemon_process(
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "kprintd.cli", "run"],
-            env=daemon_env(database_url, **overrides),
+            env=daemon_env(as_login(database_url, "kprintd_daemon"), **overrides),
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -364,14 +364,15 @@ def test_a_direct_delete_from_the_log_is_refused_naming_kitchen_purge(
 def test_the_flag_does_not_outlive_kitchen_purge_in_its_transaction(
     conn: Conn, brand: UUID
 ) -> None:
-    # This connection's role owns kitchen_purge: only the flag tells its DELETEs from the purge's.
-    assert scalar(
-        conn,
-        "SELECT pg_get_userbyid(proowner) = current_user FROM pg_proc"
-        " WHERE oid = 'kitchen_purge(interval, text)'::regprocedure",
-    )
     ticket = make_ticket(conn, brand, age="1 day")
     with conn.transaction():
+        # As the role that owns kitchen_purge: only the flag tells its DELETEs from the purge's.
+        conn.execute("SET LOCAL ROLE kprintd_owner")
+        assert scalar(
+            conn,
+            "SELECT pg_get_userbyid(proowner) = current_user FROM pg_proc"
+            " WHERE oid = 'kitchen_purge(interval, text)'::regprocedure",
+        )
         purge(conn)
         assert_refused_naming_purge(
             conn, "DELETE FROM kitchen_kitchenticketlog WHERE ticket_id = %s", (ticket,)

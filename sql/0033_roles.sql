@@ -1,0 +1,228 @@
+-- 0033 Roles: who may do what to the kitchen's tables, and who owns them.
+--
+-- Five NOLOGIN group roles, one per duty. A login gets a duty with one GRANT, e.g.
+--   CREATE ROLE kprintd LOGIN PASSWORD '...' IN ROLE kprintd_daemon;   -- the daemon's login
+--   GRANT kprintd_pos TO pos_app;                                      -- the POS's login
+--
+--   kprintd_owner    owns kprintd's objects and the audit log; nobody logs in as it. The SECURITY
+--                    DEFINER functions (the log writers, the admin actions, kitchen_purge) run as it.
+--   kprintd_daemon   `kprintd run`: claims and prints tickets, records outcomes, health, alerts.
+--   kprintd_pos      the POS: kitchen_create_tickets(), or writing tickets, their lines and its own
+--                    'created' log rows itself (the spec's Example 1); reads bill and ticket status.
+--   kprintd_manager  admin actions (kitchen_reprint, kitchen_reset_ticket, kitchen_mark_printed,
+--                    kitchen_mark_failed, kitchen_purge): EXECUTE only, no table rights.
+--   kprintd_auditor  reads the views, the tickets and the logs; writes nothing.
+--
+-- The audit settings kprintd.action / kprintd.actor describe a status change only for the daemon
+-- and managers (through the admin functions); anyone else's change is logged as manual_update by
+-- who they are (sql/0025, kitchen_ticket_audit). docs/security.md says what each role can and
+-- cannot do, and what an owner or superuser still can.
+--
+-- Creating roles needs CREATEROLE (or a superuser): migrate as such a login, or have a DBA create
+-- the five roles first; the statements below then only grant.
+--
+-- Apply with kprintd migrate, or by hand: psql -v ON_ERROR_STOP=1 --single-transaction -f <file>
+
+-- 1. The roles (cluster-wide: a second database on the server finds them there) --------------------
+DO $roles$
+DECLARE
+    v_role text;
+BEGIN
+    FOREACH v_role IN ARRAY ARRAY['kprintd_owner', 'kprintd_daemon', 'kprintd_pos', 'kprintd_manager',
+                                  'kprintd_auditor'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = v_role) THEN
+            EXECUTE format('CREATE ROLE %I NOLOGIN', v_role);
+        END IF;
+    END LOOP;
+END
+$roles$;
+
+-- 2. Ownership -------------------------------------------------------------------------------------
+-- kprintd's objects go to kprintd_owner. A kitchen table the POS made (another role owns it) stays
+-- the POS's, except the audit log: no login may own it, since an owner can disable its triggers. The
+-- POS keeps reading and appending to it.
+DO $owner$
+DECLARE
+    v_object record;
+    v_owner  text;
+BEGIN
+    FOR v_object IN
+        SELECT c.relname, c.relkind, pg_get_userbyid(c.relowner) AS owner
+          FROM pg_class c
+         WHERE c.relnamespace = 'public'::regnamespace
+           AND c.relkind IN ('r', 'v', 'p')
+           AND c.relname LIKE 'kitchen\_%'
+    LOOP
+        IF v_object.owner = 'kprintd_owner' THEN
+            CONTINUE;
+        ELSIF v_object.owner = current_user OR v_object.relname = 'kitchen_kitchenticketlog' THEN
+            IF v_object.owner <> current_user THEN
+                EXECUTE format('GRANT SELECT, INSERT ON %I TO %I', v_object.relname, v_object.owner);
+            END IF;
+            EXECUTE format('ALTER %s %I OWNER TO kprintd_owner',
+                           CASE v_object.relkind WHEN 'v' THEN 'VIEW' ELSE 'TABLE' END,
+                           v_object.relname);
+        ELSE
+            -- The POS's table: kprintd's functions and triggers work on it with the owner's grant.
+            EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE, REFERENCES, TRIGGER ON %I TO kprintd_owner',
+                           v_object.relname);
+        END IF;
+    END LOOP;
+
+    FOR v_object IN
+        SELECT p.oid::regprocedure AS signature, p.prokind
+          FROM pg_proc p
+         WHERE p.pronamespace = 'public'::regnamespace AND p.proname LIKE 'kitchen\_%'
+           AND pg_get_userbyid(p.proowner) <> 'kprintd_owner'
+    LOOP
+        EXECUTE format('ALTER %s %s OWNER TO kprintd_owner',
+                       CASE v_object.prokind WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END,
+                       v_object.signature);
+    END LOOP;
+
+    -- The seam's views read the POS's tables with their owner's rights.
+    FOREACH v_owner IN ARRAY ARRAY['pos_bill', 'pos_billitem', 'core_product', 'core_brand',
+                                   'tables_table'] LOOP
+        IF to_regclass(v_owner) IS NOT NULL THEN
+            EXECUTE format('GRANT SELECT ON %I TO kprintd_owner', v_owner);
+        END IF;
+    END LOOP;
+END
+$owner$;
+
+-- 3. What nobody gets by default ---------------------------------------------------------------------
+-- Functions are executable by PUBLIC unless revoked: the ones that change the kitchen are revoked
+-- and granted by duty below. Functions that only read (reports, routing, documents) stay public:
+-- they run with the caller's rights, so what they show is bounded by the caller's SELECT grants.
+DO $revoke$
+DECLARE
+    v_function regprocedure;
+BEGIN
+    FOR v_function IN
+        SELECT p.oid::regprocedure FROM pg_proc p
+         WHERE p.pronamespace = 'public'::regnamespace
+           AND p.proname IN (
+               'kitchen_create_tickets', 'kitchen_reprint', 'kitchen_reset_ticket',
+               'kitchen_mark_printed', 'kitchen_mark_failed', 'kitchen_purge',
+               'kitchen_claim_print_jobs', 'kitchen_finish_print_jobs', 'kitchen_reclaim_expired_leases',
+               'kitchen_record_health_checks', 'kitchen_prune_health_checks', 'kitchen_daemon_beat',
+               'kitchen_daemon_stopped', 'kitchen_raise_alert', 'kitchen_install_required_fillers',
+               'kitchen_log_created', 'kitchen_admin_lock_ticket', 'kitchen_admin_check_args')
+    LOOP
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', v_function);
+    END LOOP;
+END
+$revoke$;
+
+-- 4. The admin actions run with the owner's rights: a manager needs EXECUTE, no table rights ----------
+ALTER FUNCTION kitchen_reprint(bigint, text, bigint[])
+    SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp;
+ALTER FUNCTION kitchen_reset_ticket(bigint, text)
+    SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp;
+ALTER FUNCTION kitchen_mark_printed(bigint, text)
+    SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp;
+ALTER FUNCTION kitchen_mark_failed(bigint, text, text)
+    SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp;
+-- Moves a waiting ticket's due time or puts a late item on an addition: needs UPDATE and INSERT on
+-- tickets that a writer of lines (the POS) does not have.
+ALTER FUNCTION kitchen_ticketitem_arrived()
+    SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp;
+
+-- 5. Grants by duty ----------------------------------------------------------------------------------
+-- Any kitchen view or table may be read by the daemon and the auditor (and so the reports, which
+-- read across them); writes are listed one by one.
+DO $grants$
+DECLARE
+    v_relation text;
+    v_function regprocedure;
+BEGIN
+    FOR v_relation IN
+        SELECT c.relname FROM pg_class c
+         WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'v', 'p')
+           AND (c.relname LIKE 'kitchen\_%' OR c.relname = 'kprintd_schema_migrations')
+    LOOP
+        EXECUTE format('GRANT SELECT ON %I TO kprintd_daemon, kprintd_auditor', v_relation);
+    END LOOP;
+
+    FOR v_function IN
+        SELECT p.oid::regprocedure FROM pg_proc p
+         WHERE p.pronamespace = 'public'::regnamespace
+           AND p.proname IN (
+               'kitchen_claim_print_jobs', 'kitchen_finish_print_jobs', 'kitchen_reclaim_expired_leases',
+               'kitchen_record_health_checks', 'kitchen_prune_health_checks', 'kitchen_daemon_beat',
+               'kitchen_daemon_stopped', 'kitchen_raise_alert', 'kitchen_purge')
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO kprintd_daemon', v_function);
+    END LOOP;
+
+    FOR v_function IN
+        SELECT p.oid::regprocedure FROM pg_proc p
+         WHERE p.pronamespace = 'public'::regnamespace
+           AND p.proname IN ('kitchen_reprint', 'kitchen_reset_ticket', 'kitchen_mark_printed',
+                             'kitchen_mark_failed', 'kitchen_purge')
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO kprintd_manager', v_function);
+    END LOOP;
+
+    FOR v_function IN
+        SELECT p.oid::regprocedure FROM pg_proc p
+         WHERE p.pronamespace = 'public'::regnamespace AND p.proname = 'kitchen_create_tickets'
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO kprintd_pos', v_function);
+    END LOOP;
+END
+$grants$;
+
+-- The daemon: claims and outcomes (tickets, printer counters), health checks, heartbeat, alerts.
+GRANT UPDATE ON kitchen_kitchenticket, kitchen_stationprinter TO kprintd_daemon;
+-- Pruning picks the rows it deletes FOR UPDATE, which needs UPDATE.
+GRANT INSERT, UPDATE, DELETE ON kitchen_printerhealthcheck TO kprintd_daemon;
+GRANT INSERT, UPDATE, DELETE ON kitchen_daemon_heartbeat TO kprintd_daemon;
+GRANT INSERT ON kitchen_alertlog TO kprintd_daemon;
+-- The POS: tickets and lines it writes, its own 'created' rows, and what it shows on its screens.
+GRANT SELECT, INSERT ON kitchen_kitchenticket, kitchen_kitchenticketitem TO kprintd_pos;
+GRANT SELECT, INSERT ON kitchen_kitchenticketlog TO kprintd_pos;
+GRANT SELECT ON kitchen_stationprinter, kitchen_bill_status, kitchen_billitem_status,
+                kitchen_pos_bill, kitchen_pos_billitem TO kprintd_pos;
+-- Managers and auditors read the reports.
+GRANT SELECT ON kitchen_kitchenticket, kitchen_bill_status, kitchen_failed_tickets,
+                kitchen_stuck_tickets, kitchen_printer_status, kitchen_station_queue,
+                kitchen_daemon_status TO kprintd_manager;
+
+-- Ids of rows each writer inserts.
+DO $sequences$
+DECLARE
+    v_grant record;
+BEGIN
+    FOR v_grant IN
+        SELECT pg_get_serial_sequence(t.relname, 'id') AS sequence, t.grantee
+          FROM (VALUES ('kitchen_kitchenticket', 'kprintd_pos'), ('kitchen_kitchenticketitem', 'kprintd_pos'),
+                       ('kitchen_kitchenticketlog', 'kprintd_pos'),
+                       ('kitchen_printerhealthcheck', 'kprintd_daemon'),
+                       ('kitchen_alertlog', 'kprintd_daemon')) AS t(relname, grantee)
+    LOOP
+        IF v_grant.sequence IS NOT NULL THEN
+            EXECUTE format('GRANT USAGE ON SEQUENCE %s TO %I', v_grant.sequence, v_grant.grantee);
+        END IF;
+    END LOOP;
+END
+$sequences$;
+
+-- 6. Every function resolves names the same way, whoever calls it ----------------------------------
+-- A caller's temporary table named like a kitchen table would otherwise be found first (pg_temp is
+-- searched before everything unless named last). SQL-standard bodies (RETURN ..., BEGIN ATOMIC) bind
+-- their names when created and need no pinning, and stay inlinable.
+DO $pin$
+DECLARE
+    v_function regprocedure;
+BEGIN
+    FOR v_function IN
+        SELECT p.oid::regprocedure FROM pg_proc p
+         WHERE p.pronamespace = 'public'::regnamespace AND p.proname LIKE 'kitchen\_%'
+           AND p.prokind = 'f' AND p.prosqlbody IS NULL
+           AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c WHERE c LIKE 'search\_path=%')
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, public, pg_temp', v_function);
+    END LOOP;
+END
+$pin$;
