@@ -1,4 +1,5 @@
-"""The `kprintd` command line: subcommands for migrating, running, inspecting and emulating.
+"""The `kprintd` command line: subcommands for migrating, running, inspecting, administering
+tickets (kprintd/admin.py) and emulating.
 
 Owns argument parsing, turning configuration, migration and database errors into one clear line
 and an exit code (never a traceback), and dispatching to the module that does the work.
@@ -88,6 +89,45 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
     return monitor.alerts(_settings(args), args.json, args.count, args.timeout, since_s=args.since)
 
 
+def _cmd_tickets(args: argparse.Namespace) -> int:
+    from kprintd import admin
+
+    return admin.tickets(
+        _settings(args),
+        failed=args.failed,
+        stuck=args.stuck,
+        bill=args.bill,
+        limit=args.limit,
+        as_json=args.json,
+    )
+
+
+def _cmd_reprint(args: argparse.Namespace) -> int:
+    from kprintd import admin
+
+    return admin.reprint(_settings(args), args.ticket_id, args.actor, args.items, as_json=args.json)
+
+
+def _cmd_reset(args: argparse.Namespace) -> int:
+    from kprintd import admin
+
+    return admin.reset(_settings(args), args.ticket_id, args.actor, as_json=args.json)
+
+
+def _cmd_mark_printed(args: argparse.Namespace) -> int:
+    from kprintd import admin
+
+    return admin.mark_printed(_settings(args), args.ticket_id, args.actor, as_json=args.json)
+
+
+def _cmd_mark_failed(args: argparse.Namespace) -> int:
+    from kprintd import admin
+
+    return admin.mark_failed(
+        _settings(args), args.ticket_id, args.actor, args.reason, as_json=args.json
+    )
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -118,6 +158,97 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
     return value
+
+
+_BIGINT_MAX = 2**63 - 1
+
+
+def _id(text: str) -> int:
+    """A ticket or bill item id: a whole number from 1 to 2^63-1 (a bigint)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an id: {text!r}") from None
+    if not 1 <= value <= _BIGINT_MAX:
+        raise argparse.ArgumentTypeError(f"not an id: {text} (ids are 1 to {_BIGINT_MAX})")
+    return value
+
+
+def _listing_limit(text: str) -> int:
+    value = _positive_int(text)
+    if value > 10_000:
+        raise argparse.ArgumentTypeError(f"at most 10000, got {value}")
+    return value
+
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be blank")
+    return text.strip()
+
+
+def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """tickets, reprint, reset, mark-printed, mark-failed (kprintd/admin.py, docs/admin-cli.md)."""
+    tickets_parser = commands.add_parser(
+        "tickets",
+        help="list tickets: the last ones, the failed, the stuck, or those of one bill",
+    )
+    which = tickets_parser.add_mutually_exclusive_group()
+    which.add_argument("--failed", action="store_true", help="tickets that failed for good")
+    which.add_argument(
+        "--stuck", action="store_true", help="tickets that should have printed by now"
+    )
+    which.add_argument(
+        "--bill", metavar="NUMBER_OR_ID", help="every ticket of the bill with this number or id"
+    )
+    tickets_parser.add_argument(
+        "--limit",
+        type=_listing_limit,
+        default=20,
+        metavar="N",
+        help="show the last N (default 20; not with --bill, which shows all)",
+    )
+    tickets_parser.add_argument("--json", action="store_true", help="the list as JSON")
+    tickets_parser.set_defaults(handler=_cmd_tickets)
+
+    def action(name: str, help_text: str) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, help=help_text)
+        parser.add_argument("ticket_id", type=_id, metavar="TICKET_ID")
+        parser.add_argument(
+            "--actor",
+            required=True,
+            type=_not_blank,
+            metavar="WHO",
+            help="who does it, for the audit trail, e.g. manager:sari (required)",
+        )
+        parser.add_argument("--json", action="store_true", help="the outcome as JSON")
+        return parser
+
+    reprint_parser = action(
+        "reprint", "print a printed or failed ticket again, marked REPRINT (a new ticket)"
+    )
+    reprint_parser.add_argument(
+        "--items",
+        nargs="+",
+        type=_id,
+        metavar="ITEM_ID",
+        help="only these items (pos_billitem ids, as `kprintd tickets --bill` lists them)",
+    )
+    reprint_parser.set_defaults(handler=_cmd_reprint)
+    action("reset", "put a failed or stuck ticket back in the queue").set_defaults(
+        handler=_cmd_reset
+    )
+    action("mark-printed", "record that the kitchen has a ticket; it will not print").set_defaults(
+        handler=_cmd_mark_printed
+    )
+    mark_failed_parser = action("mark-failed", "give up on a waiting or printing ticket")
+    mark_failed_parser.add_argument(
+        "--reason",
+        required=True,
+        type=_not_blank,
+        help="why, kept as the ticket's error message (required)",
+    )
+    mark_failed_parser.set_defaults(handler=_cmd_mark_failed)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="first print the alerts of the last DURATION (90s, 30m, 2h, 1d) from kitchen_alertlog",
     )
     alerts_parser.set_defaults(handler=_cmd_alerts)
+
+    _add_admin_commands(commands)
 
     # Listed for --help only: main() hands `kprintd emulator ...` to the emulator's own parser.
     commands.add_parser("emulator", help="run emulated ESC/POS network printers on loopback")

@@ -164,6 +164,15 @@ BEGIN
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO kprintd_manager', v_function);
     END LOOP;
 
+    -- The ticket listing of `kprintd tickets` (SECURITY DEFINER, sql/0032).
+    FOR v_function IN
+        SELECT p.oid::regprocedure FROM pg_proc p
+         WHERE p.pronamespace = 'public'::regnamespace AND p.proname = 'kitchen_ticket_list'
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO kprintd_manager, kprintd_auditor',
+                       v_function);
+    END LOOP;
+
     FOR v_function IN
         SELECT p.oid::regprocedure FROM pg_proc p
          WHERE p.pronamespace = 'public'::regnamespace AND p.proname = 'kitchen_create_tickets'
