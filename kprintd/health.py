@@ -19,6 +19,11 @@ side saw it first. This module adds why a printer is down (offline, cover open, 
 paper running low, and stations left without a working printer; each change raises one alert on
 kitchen_alert, never one per check.
 
+The heartbeat also says whether the daemon is listening for new tickets (Dispatcher.listening:
+its LISTEN connection is up and read) and since when it is not (sql/0029). The flag is looked at
+every LISTENING_POLL_S and a change is written at once, not at the next health interval, so
+`kprintd status` shows a daemon that stopped listening within a second or so.
+
 Every UNSERVED_CHECK_S it also looks for tickets nothing will print (sql/0028_unserved_tickets.sql):
 in every scope, not only its own, since such a ticket is outside every running daemon's scope.
 Each route (brand, store, station) with such tickets raises one ticket_unserved, and one
@@ -63,12 +68,21 @@ DOWN_STATES = frozenset({"offline", "cover_open", "paper_out", "error"})
 DOWN_BY_PRINTING = "down"
 
 # Print failures a good status check does not disprove: the printer answers its status but lost
-# or swallowed ticket data. Only a probe (one real ticket, half-open breaker) can clear them.
-PRINT_ONLY_ERRORS = frozenset({"send_timeout", "connection_lost", "no_status_reply"})
+# or swallowed ticket data, or (status_flood) the device pushed status blocks faster than a printer
+# would and was hung up on: a short DLE EOT exchange passing says nothing about the next print. Only
+# a probe (one real ticket, half-open breaker) can clear them.
+PRINT_ONLY_ERRORS = frozenset(
+    {"send_timeout", "connection_lost", "no_status_reply", "status_flood"}
+)
 
 # kitchen_unserved_routes() lists a ticket 30 s after its creation; looked for this often (or every
 # health interval, when that is shorter), it is announced within a minute of it.
 UNSERVED_CHECK_S = 15.0
+
+# How often the listener's flag is looked at; a change is written to the heartbeat at once. A beat
+# that failed is tried again after LISTENING_RETRY_S.
+LISTENING_POLL_S = 0.25
+LISTENING_RETRY_S = 2.0
 
 PRUNE_BATCH = 1000
 PRUNE_BATCHES_PER_ROUND = 10
@@ -283,11 +297,17 @@ class HealthStore:
                 break
         return deleted
 
-    async def beat(self, started_at: datetime, tickets_printed: int) -> None:
+    async def beat(
+        self,
+        started_at: datetime,
+        tickets_printed: int,
+        listening: bool,
+        not_listening_since: datetime | None,
+    ) -> None:
         brand_ids, store_id = scope_args(self._settings)
         async with self._pool.connection() as conn:
             await conn.execute(
-                "SELECT kitchen_daemon_beat(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                "SELECT kitchen_daemon_beat(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     self._settings.daemon_id,
                     socket.gethostname(),
@@ -298,6 +318,8 @@ class HealthStore:
                     self._settings.health_interval_s,
                     started_at,
                     tickets_printed,
+                    listening,
+                    not_listening_since,
                 ),
             )
 
@@ -336,12 +358,19 @@ class HealthMonitor:
         self._stations_down: set[StationKey] = set()
         self._unserved: dict[RouteKey, UnservedRoute] = {}
         self._db_ok: bool | None = None
+        # Not listening until the listener says so: since the start.
+        self._not_listening_since: datetime | None = self.started_at
+        self._beat_listening: bool | None = None  # what the last beat written said
+        self._beats = 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Beat at once, then check, record, alert and prune every interval, and look for unserved
-        tickets on their own shorter cadence, until `stop`."""
+        """Beat at once, then check, record, alert and prune every interval, look for unserved
+        tickets on their own shorter cadence, and beat again whenever the listener starts or stops
+        listening, until `stop`."""
         await self._guarded("heartbeat", self._beat())
-        await asyncio.gather(self._printer_rounds(stop), self._unserved_rounds(stop))
+        await asyncio.gather(
+            self._printer_rounds(stop), self._unserved_rounds(stop), self._listening_rounds(stop)
+        )
 
     async def _printer_rounds(self, stop: asyncio.Event) -> None:
         while await self._wait(stop, self.settings.health_interval_s):
@@ -354,6 +383,27 @@ class HealthMonitor:
         cadence = min(UNSERVED_CHECK_S, self.settings.health_interval_s)
         while await self._wait(stop, cadence):
             await self._guarded("unserved tickets", self.unserved_round())
+
+    async def _listening_rounds(self, stop: asyncio.Event) -> None:
+        """Beat as soon as the listener's flag differs from what the heartbeat says."""
+        retry_at = 0.0
+        loop = asyncio.get_running_loop()
+        while await self._wait(stop, LISTENING_POLL_S):
+            if self.dispatcher.listening == self._beat_listening or loop.time() < retry_at:
+                continue
+            beats = self._beats
+            await self._guarded("heartbeat", self._beat())
+            if self._beats == beats:  # not written: the database is away, or a bug
+                retry_at = loop.time() + LISTENING_RETRY_S
+
+    def listening(self) -> tuple[bool, datetime | None]:
+        """Is the daemon listening for new tickets, and if not, since when (as first seen here)."""
+        listening = bool(self.dispatcher.listening)
+        if listening:
+            self._not_listening_since = None
+        elif self._not_listening_since is None:
+            self._not_listening_since = datetime.now(UTC)
+        return listening, self._not_listening_since
 
     @staticmethod
     async def _wait(stop: asyncio.Event, seconds: float) -> bool:
@@ -386,7 +436,10 @@ class HealthMonitor:
         self._db_ok = True
 
     async def _beat(self) -> None:
-        await self.store.beat(self.started_at, self.dispatcher.tickets_printed)
+        listening, since = self.listening()
+        await self.store.beat(self.started_at, self.dispatcher.tickets_printed, listening, since)
+        self._beat_listening = listening
+        self._beats += 1
 
     async def _prune(self) -> None:
         deleted = await self.store.prune()

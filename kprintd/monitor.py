@@ -1,12 +1,16 @@
 """`kprintd status` and `kprintd alerts`: what the person at the store server and scripts see.
 
 Owns both commands. `status` reads kitchen_status_report() (sql/0022_status_report.sql, as last
-redefined by sql/0028_unserved_tickets.sql; it also decides what needs attention) and shows it as
-one screen, or as JSON with --json; its exit code is for cron and Nagios-style checks: 0 all well,
-1 something needs attention, 2 the database cannot be read (or the configuration is wrong, which
-the command line reports). `alerts` LISTENs on kitchen_alert and prints each alert as it comes, as
-a line for people or as JSON lines, until Ctrl-C/SIGTERM, --count alerts or --timeout seconds.
-Text for people shows control characters from the database escaped.
+redefined by sql/0029_alerts_heartbeat_stations.sql; it also decides what needs attention) and
+shows it as one screen, or as JSON with --json; its exit code is for cron and Nagios-style checks:
+0 all well, 1 something needs attention, 2 the database cannot be read (or the configuration is
+wrong, which the command line reports). `alerts` prints each alert as it comes, as a line for
+people or as JSON lines, until Ctrl-C/SIGTERM, --count alerts or --timeout seconds.
+
+Anyone who can connect can NOTIFY on kitchen_alert, grants or not, so `alerts` never reads a
+payload: a notification only wakes it, and what it prints, and how far it has read, come from
+kitchen_alertlog (kitchen_alerts_after()), which only kitchen_raise_alert()'s callers can write.
+Text for people shows control and invisible characters from the database escaped.
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import re
 import signal
 import sys
 import time
+import unicodedata
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any, TextIO
@@ -37,20 +42,50 @@ CONNECT_TIMEOUT_S = 5
 STATEMENT_TIMEOUT_MS = 10_000
 RECONNECT_MAX_S = 10.0
 POLL_S = 0.5  # how often `kprintd alerts` looks at its stop flag and deadline
+# `kprintd alerts` reads the log at least this often, notified or not (the read also proves the
+# connection alive); a burst of notifications is answered by one read, after READ_GAP_S.
+REREAD_S = 10.0
+READ_GAP_S = 0.05
+# Each read also looks at the alerts raised within this last window, not only at those after the
+# last id read: an alert whose transaction commits after a later one's (ids are taken before the
+# commit) is still shown, once.
+LATE_COMMIT_WINDOW = timedelta(minutes=2)
+# An alert longer than this (a kitchen_alertlog row written by hand) is shown as unreadable.
+ALERT_MAX_CHARS = 100_000
 # Printer states that stop printing (kitchen_printer_state()); shown in capitals.
 CANNOT_PRINT = frozenset({"offline", "cover_open", "paper_out", "error"})
-# C0, DEL and C1: a printer or brand name from the database must not drive the terminal (move the
-# cursor, clear the screen, recolour, rewrite the line) of whoever reads the status.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# A printer or brand name from the database must not drive the terminal (move the cursor, clear
+# the screen, recolour, rewrite the line) of whoever reads the status, nor hide what it says: C0,
+# DEL and C1 controls, format characters (zero-width, bidirectional overrides, ...), surrogates,
+# line and paragraph separators and spaces other than the plain one are shown escaped: the
+# characters kitchen_valid_station() (sql/0029) refuses in station codes.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp", "Zs"})
+_HIDDEN_EXTRA = frozenset("\u034f\u115f\u1160\u3164\uffa0")  # grapheme joiner, Hangul fillers
+
+
+def _hidden(char: str) -> bool:
+    if char in _HIDDEN_EXTRA:
+        return True
+    return char != " " and unicodedata.category(char) in _HIDDEN_CATEGORIES
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def printable(text: str) -> str:
-    """`text` with every control character shown as an escape (ESC as \\x1b)."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """`text` with every control or invisible character shown as an escape (ESC as \\x1b, a
+    zero-width space as \\u200b)."""
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(_escape(c) if _hidden(c) else c for c in text)
 
 
 def _fail(message: str) -> int:
-    print(f"kprintd: {message}", file=sys.stderr)
+    print(printable(f"kprintd: {message}"), file=sys.stderr)
     return EXIT_UNREACHABLE
 
 
@@ -151,8 +186,13 @@ def render_status(report: dict[str, Any]) -> str:
 
     lines.append("Daemons")
     for d in report["daemons"]:
+        deaf = ""
+        since = _when(d.get("not_listening_since"))
+        if d["state"] == "alive" and d.get("listening") is False and since is not None:
+            # Shown at once, before it needs attention (30 s): a slow reconnect shows too.
+            deaf = f"  NOT LISTENING for {duration((now - since).total_seconds())}"
         lines.append(
-            f"  {d['daemon_id']}  {d['state'].upper() if d['state'] != 'alive' else 'alive'}"
+            f"  {d['daemon_id']}  {d['state'].upper() if d['state'] != 'alive' else 'alive'}{deaf}"
             f"  seen {ago(d['last_seen_at'], now)}  started {ago(d['started_at'], now)}"
             f"  {d['tickets_printed']} printed  v{d['version']}"
         )
@@ -250,7 +290,7 @@ def render_status(report: dict[str, Any]) -> str:
 
     alerts = report.get("recent_alerts") or []
     lines.append(f"Alerts in the last hour: {report.get('alerts_1h', 0)}")
-    lines += [f"  {format_alert(json.dumps(a), as_json=False)}" for a in alerts[:5]]
+    lines += [f"  {format_alert(a, as_json=False)}" for a in alerts[:5]]
 
     lines.append("")
     if report["attention"]:
@@ -264,17 +304,48 @@ def render_status(report: dict[str, Any]) -> str:
 # --- kprintd alerts -------------------------------------------------------------------------------
 
 
-def format_alert(payload: str, as_json: bool) -> str:
-    """One alert as one line: JSON (unchanged fields, compact) or text for a person."""
+def _unreadable(text: str, alert_id: int | None = None) -> dict[str, Any]:
+    alert: dict[str, Any] = {"type": "unreadable", "severity": "warning", "message": text[:200]}
+    if alert_id is not None:
+        alert["alert_id"] = alert_id
+    return alert
+
+
+def parse_alert(text: str, alert_id: int | None = None) -> dict[str, Any]:
+    """An alert's JSON read defensively: one too long, nested too deeply, with a number Python
+    cannot hold, or not an object comes back as an 'unreadable' alert, never as an exception."""
     try:
-        alert = json.loads(payload)
+        if len(text) > ALERT_MAX_CHARS:
+            raise ValueError("too long")
+        alert = json.loads(text)
         if not isinstance(alert, dict):
             raise ValueError("not an object")
+    except (ValueError, RecursionError):
+        return _unreadable(text, alert_id)
+    return alert
+
+
+def _alert_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
     except ValueError:
-        alert = {"type": "unreadable", "severity": "warning", "message": payload}
+        return None
+
+
+def format_alert(alert: dict[str, Any] | str, as_json: bool) -> str:
+    """One alert as one line: JSON (its fields unchanged, compact, ASCII) or text for a person,
+    with control and invisible characters escaped. A string is parsed first (parse_alert())."""
+    if isinstance(alert, str):
+        alert = parse_alert(alert)
     if as_json:
-        return json.dumps(alert, separators=(",", ":"), sort_keys=True)
-    at = _when(alert.get("at"))
+        try:
+            return json.dumps(alert, separators=(",", ":"), sort_keys=True, allow_nan=False)
+        except (ValueError, RecursionError):
+            unreadable = _unreadable("an alert JSON cannot show", alert.get("alert_id"))
+            return json.dumps(unreadable, separators=(",", ":"), sort_keys=True)
+    at = _alert_time(alert.get("at"))
     when = at.astimezone().strftime("%H:%M:%S") if at else "--:--:--"
     where = " / ".join(str(alert[k]) for k in ("station", "printer") if alert.get(k))
     where = f"[{where}] " if where else ""
@@ -305,15 +376,57 @@ def _stop_on_signals() -> Iterator[_StopFlag]:
             signal.signal(sig, handler)
 
 
-def _listen(
-    settings: Settings, after_id: int | None, since_s: float | None = None
-) -> tuple[psycopg.Connection[Any], int, list[tuple[int | None, str]]]:
-    """LISTEN on kitchen_alert; returns the connection, the last kitchen_alertlog row before
-    LISTEN (`after_id` when given) and the alerts sent since then or in the last `since_s` s.
+Alert = tuple[int, str]  # kitchen_alertlog.id, the alert's JSON as text
 
-    The row is read before LISTEN and the log again after it: an alert raised in between is
-    read from the log, and one raised later is heard. Its alert_id tells the copies apart.
-    """
+
+@dataclass
+class AlertLog:
+    """What `kprintd alerts` has read of kitchen_alertlog: the highest id read, and the ids read
+    among those the next read returns again (the late-commit window), which are not shown twice."""
+
+    last_id: int = 0
+    read_ids: set[int] = field(default_factory=set)
+
+    def read(self, conn: psycopg.Connection[Any], since: timedelta | None = None) -> list[Alert]:
+        """The alerts sent after last_id, or raised within LATE_COMMIT_WINDOW (or `since`, when
+        longer), that no earlier read returned; oldest first."""
+        window = max(since, LATE_COMMIT_WINDOW) if since is not None else LATE_COMMIT_WINDOW
+        rows = [
+            (int(row[0]), str(row[1]))
+            for row in conn.execute(
+                "SELECT alert_id, alert::text FROM kitchen_alerts_after(%s, %s) ORDER BY alert_id",
+                (self.last_id, window),
+            ).fetchall()
+        ]
+        new = [row for row in rows if row[0] not in self.read_ids]
+        # A row the next read returns again is one of these (last_id only grows, the window only
+        # moves on): remembering these is enough.
+        self.read_ids = {alert_id for alert_id, _ in rows}
+        self.last_id = max([self.last_id, *self.read_ids])
+        return new
+
+    def start(self, conn: psycopg.Connection[Any], since: timedelta | None) -> list[Alert]:
+        """The first read: what was sent after the log's last row at this moment, and with
+        `since` also what was sent in that last interval."""
+        row = conn.execute("SELECT coalesce(max(id), 0) FROM kitchen_alertlog").fetchone()
+        start_id = int(row[0]) if row else 0
+        self.last_id, self.read_ids = start_id, set()
+        rows = self.read(conn, since)
+        # Read after the rows: one committed in between is not among them, so a later read shows
+        # it (it is in the late-commit window).
+        wanted: set[int] = set()
+        if since is not None:
+            wanted = {
+                int(r[0])
+                for r in conn.execute(
+                    "SELECT alert_id FROM kitchen_alerts_after(%s, %s)", (start_id, since)
+                ).fetchall()
+            }
+        return [row for row in rows if row[0] > start_id or row[0] in wanted]
+
+
+def _connect(settings: Settings) -> psycopg.Connection[Any]:
+    """A connection LISTENing on kitchen_alert."""
     conn = psycopg.connect(
         settings.database_url,
         autocommit=True,
@@ -321,24 +434,36 @@ def _listen(
         application_name="kprintd-alerts",
     )
     try:
-        if after_id is None:
-            row = conn.execute("SELECT coalesce(max(id), 0) FROM kitchen_alertlog").fetchone()
-            after_id = int(row[0]) if row else 0
         conn.execute(f"LISTEN {ALERT_CHANNEL}")
-        rows = conn.execute(
-            "SELECT alert_id, alert::text FROM kitchen_alerts_after(%s, %s)",
-            (after_id, timedelta(seconds=since_s) if since_s is not None else None),
-        ).fetchall()
-    except psycopg.Error:
+    except BaseException:
         conn.close()
         raise
-    return conn, after_id, [(int(r[0]), str(r[1])) for r in rows]
+    return conn
 
 
-def _alert_id(payload: str) -> int | None:
-    with contextlib.suppress(ValueError, TypeError, KeyError):
-        return int(json.loads(payload)["alert_id"])
-    return None
+def _woken(conn: psycopg.Connection[Any], timeout: float) -> bool:
+    """Wait up to `timeout` for notifications on kitchen_alert; True when any came.
+
+    Their payloads are never looked at: anyone who can connect can send one, so a notification
+    only says "read the log now". A burst is answered with one read.
+    """
+    woken = False
+    try:
+        for _ in conn.notifies(timeout=timeout, stop_after=1):
+            woken = True
+        if woken:
+            time.sleep(READ_GAP_S)
+            for _ in conn.notifies(timeout=0):
+                pass
+    except UnicodeDecodeError:
+        # Bytes the client encoding cannot decode (a SQL_ASCII database passes any on): still a
+        # notification.
+        woken = True
+    return woken
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def alerts(
@@ -351,60 +476,69 @@ def alerts(
 ) -> int:
     """Print alerts until Ctrl-C/SIGTERM (exit 0), `count` alerts (exit 0) or `timeout` seconds
     (exit 0, or 1 when fewer than `count` alerts came). With `since_s`, first those of the last
-    `since_s` seconds from kitchen_alertlog. Exit 2 when the database cannot be reached at start;
-    a connection lost later is reconnected with backoff, and the alerts raised meanwhile are read
-    from kitchen_alertlog, so none is missed and none is printed twice."""
+    `since_s` seconds. Exit 2 when the database cannot be reached at start; a connection lost later
+    is reconnected with backoff, and the alerts raised meanwhile are printed then, none twice.
+
+    Only alerts in kitchen_alertlog are printed, read with kitchen_alerts_after(): a notification
+    wakes this loop, and the log says what to print."""
     out = out or sys.stdout
+    log = AlertLog()
+    since = timedelta(seconds=since_s) if since_s is not None else None
     try:
-        listening = _listen(settings, None, since_s)
+        first = _connect(settings)
+        try:
+            backlog = log.start(first, since)
+        except BaseException:
+            first.close()
+            raise
     except psycopg.Error as exc:
-        return _fail(f"cannot listen for alerts: {' '.join(str(exc).split())}")
-    conn: psycopg.Connection[Any] | None = listening[0]
-    # Everything of the first read is shown (the last `since_s` included); later, only news.
-    last_id, backlog = 0, listening[2]
+        return _fail(f"cannot listen for alerts: {_one_line(exc)}")
+    conn: psycopg.Connection[Any] | None = first
     print(f"listening for alerts on {ALERT_CHANNEL} (Ctrl-C to stop)", file=sys.stderr, flush=True)
     deadline = time.monotonic() + timeout if timeout else math.inf
     received = 0
     delay = POLL_S
     next_attempt = 0.0
+    next_read = time.monotonic() + REREAD_S
     with _stop_on_signals() as stop:
         while not stop.set and (left := deadline - time.monotonic()) > 0:
-            for alert_id, payload in backlog:
-                if alert_id is None or alert_id > last_id:  # None: not from kitchen_raise_alert
-                    last_id = max(last_id, alert_id or 0)
-                    print(format_alert(payload, as_json), file=out, flush=True)
-                    received += 1
-                    if count and received >= count:
-                        if conn is not None:
-                            conn.close()
-                        return EXIT_OK
-            last_id = max(last_id, listening[1])
+            for alert_id, text in backlog:
+                print(format_alert(parse_alert(text, alert_id), as_json), file=out, flush=True)
+                received += 1
+                if count and received >= count:
+                    if conn is not None:
+                        conn.close()
+                    return EXIT_OK
             backlog = []
             if conn is None:
                 if time.monotonic() < next_attempt:
                     time.sleep(min(left, POLL_S))
                     continue
                 try:
-                    listening = _listen(settings, last_id)
-                except psycopg.OperationalError:
+                    conn = _connect(settings)
+                    backlog = log.read(conn)
+                except psycopg.Error:
+                    if conn is not None:
+                        conn.close()
+                        conn = None
                     next_attempt = time.monotonic() + delay
                     delay = min(delay * 2, RECONNECT_MAX_S)
                     continue
-                conn, _, backlog = listening
                 print(
                     "listening again; alerts raised meanwhile follow", file=sys.stderr, flush=True
                 )
                 delay = POLL_S
+                next_read = time.monotonic() + REREAD_S
                 continue
             try:
-                backlog = [
-                    (_alert_id(notify.payload), notify.payload)
-                    for notify in conn.notifies(timeout=min(left, POLL_S), stop_after=1)
-                ]
-            except psycopg.OperationalError as exc:
+                if _woken(conn, min(left, POLL_S)) or time.monotonic() >= next_read:
+                    backlog = log.read(conn)
+                    next_read = time.monotonic() + REREAD_S
+            except psycopg.Error as exc:
                 print(
-                    f"kprintd: lost the database connection ({' '.join(str(exc).split())});"
-                    " reconnecting",
+                    printable(
+                        f"kprintd: lost the database connection ({_one_line(exc)}); reconnecting"
+                    ),
                     file=sys.stderr,
                     flush=True,
                 )

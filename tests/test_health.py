@@ -3,6 +3,7 @@ retention. End to end over real TCP with emulated printers, plus the pure decisi
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -10,9 +11,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from kprintd.config import Settings
 from kprintd.emulator import Fault, FaultMode
 from kprintd.health import (
     DOWN_BY_PRINTING,
+    PRINT_ONLY_ERRORS,
+    HealthMonitor,
     HealthTarget,
     StationKey,
     alert_for_change,
@@ -23,7 +27,7 @@ from kprintd.health import (
     trip,
 )
 from kprintd.printer_status import PaperState, PrinterState
-from kprintd.routing import BreakerState, CircuitBreaker
+from kprintd.routing import BreakerState, CircuitBreaker, PrinterBoard
 from kprintd.transport import PrinterError
 from tests.daemon_harness import (
     Restaurant,
@@ -430,6 +434,43 @@ def test_a_failed_check_trips_the_breaker_whatever_its_threshold() -> None:
     assert not breaker.allows_attempt()
     now[0] += 3
     assert breaker.allows_attempt(), "then one ticket may probe it"
+
+
+@pytest.mark.parametrize(
+    ("print_error", "cleared"),
+    [
+        ("status_flood", False),  # hung up on for flooding status-back: a check proves nothing
+        ("connection_lost", False),
+        ("send_timeout", False),
+        ("no_status_reply", False),
+        ("connection_refused", True),  # a check reaching it does disprove this one
+    ],
+)
+def test_a_passing_check_clears_only_print_failures_it_can_disprove(
+    print_error: str, cleared: bool
+) -> None:
+    assert (print_error in PRINT_ONLY_ERRORS) is not cleared
+    sent: list[str] = []
+
+    class Dispatcher:
+        board = PrinterBoard(failure_threshold=3, open_seconds=30)
+
+        async def send_alert(self, kind: str, *args: Any) -> None:
+            sent.append(kind)
+
+    dispatcher = Dispatcher()
+    monitor = HealthMonitor(
+        Settings(database_url="postgresql:///unused"),
+        None,
+        dispatcher,  # type: ignore[arg-type]
+    )
+    target = HealthTarget(7, "Bar", "127.0.0.1", 9100, uuid.uuid4(), None, "bar")
+    breaker = dispatcher.board.breaker(7)
+    trip(breaker, print_error)  # the dispatcher's failed print
+    ok = observe_state(PrinterState(), 5)
+    asyncio.run(monitor._printer_state(target, "ok", ok))
+    assert (breaker.state is BreakerState.CLOSED) is cleared
+    assert sent == (["printer_recovered"] if cleared else [])
 
 
 def test_station_groups_follow_routing() -> None:
