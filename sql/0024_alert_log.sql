@@ -113,11 +113,11 @@ BEGIN
                        AND v_latest.raised_at > clock_timestamp() - interval '1 minute');
     END IF;
     v_id := nextval(pg_get_serial_sequence('kitchen_alertlog', 'id'));
-    v_alert := jsonb_build_object(
+    -- Details come first, so none of them can stand in for the alert's own fields.
+    v_alert := v_details || jsonb_build_object(
         'type', p_type, 'severity', p_severity, 'message', p_message,
         'at', to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-        'alert_id', v_id
-    ) || v_details;
+        'alert_id', v_id);
     INSERT INTO kitchen_alertlog (id, alert_type, severity, message, subject, raised_by, sent, alert)
     VALUES (v_id, p_type, p_severity, p_message, v_subject, v_daemon, v_sent, v_alert);
     IF v_sent THEN

@@ -196,3 +196,17 @@ def test_a_listener_reads_back_what_it_missed(conn: Conn) -> None:
     assert after(last) == []
     assert after(None, "1 hour") == [first, last]
     assert after(None) == []
+
+
+def test_details_cannot_stand_in_for_the_alerts_own_fields(conn: Conn) -> None:
+    forged = {"type": "forged", "severity": "critical", "alert_id": 1, "extra": 2}
+    row = conn.execute(
+        "SELECT kitchen_raise_alert('printer_down', 'info', 'real message', %s::jsonb) AS a",
+        (json.dumps(forged),),
+    ).fetchone()
+    assert row is not None
+    alert = row["a"]
+    assert (alert["type"], alert["severity"], alert["extra"]) == ("printer_down", "info", 2)
+    logged = conn.execute("SELECT id, alert FROM kitchen_alertlog ORDER BY id DESC LIMIT 1")
+    last = logged.fetchone()
+    assert last is not None and last["alert"]["alert_id"] == last["id"]
