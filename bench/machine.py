@@ -25,12 +25,16 @@ class Machine:
     memory_gib: float
     kernel: str
     postgresql: str
+    # What a COMMIT waits for on the server: "fsync=off, synchronous_commit=off" for the
+    # benchmark's throwaway cluster; a store's server runs with both on.
+    durability: str
     python: str
 
     def __str__(self) -> str:
         return (
             f"{self.cpu_model}, {self.cores} cores, {self.memory_gib:.1f} GiB RAM, "
-            f"Linux {self.kernel}, PostgreSQL {self.postgresql}, Python {self.python}"
+            f"Linux {self.kernel}, PostgreSQL {self.postgresql} ({self.durability}), "
+            f"Python {self.python}"
         )
 
 
@@ -52,12 +56,20 @@ def _memory_gib() -> float:
 def describe_machine(conninfo: str) -> Machine:
     with psycopg.connect(conninfo) as conn:
         row = conn.execute("SHOW server_version").fetchone()
+        durability = ", ".join(
+            f"{name}={value}"
+            for name, value in conn.execute(
+                "SELECT name, setting FROM pg_settings"
+                " WHERE name IN ('fsync', 'synchronous_commit') ORDER BY name"
+            ).fetchall()
+        )
     return Machine(
         cpu_model=_cpu_model(),
         cores=os.cpu_count() or 0,
         memory_gib=_memory_gib(),
         kernel=platform.release(),
         postgresql=str(row[0]) if row else "unknown",
+        durability=durability,
         python=platform.python_version(),
     )
 

@@ -84,6 +84,8 @@ def _latency_checks(lat: LatencyResult) -> list[Check]:
         Check("  from COMMIT issued: p50 / p99",
               f"{_ms(lat.from_commit_issued.p50_ms)} / {_ms(lat.from_commit_issued.p99_ms)}",
               "", None),
+        Check("  the POS's COMMIT itself: p50 / p99",
+              f"{_ms(lat.commit.p50_ms)} / {_ms(lat.commit.p99_ms)}", "", None),
     ]  # fmt: skip
     if summary.lost:
         checks.append(Check("latency: tickets never printed", str(summary.lost), "0", False))

@@ -94,6 +94,9 @@ class LatencyResult:
     latency: LatencySummary
     # The same cuts from when the POS issued its COMMIT: an upper bound (see load.Sent).
     from_commit_issued: LatencySummary
+    # The POS's COMMIT itself, issued -> returned: what the POS waits for, including whatever
+    # the database does for kprintd at commit (the deferred trigger that announces a ticket).
+    commit: LatencySummary
     p99_ms_by_station: dict[str, float]
     cpu: CpuUse  # warm-up included
 
@@ -265,6 +268,7 @@ def _light_load(
         latency = cut_at - ticket.committed_at if cut_at is not None else math.inf
         by_station.setdefault(ticket.station, []).append(latency)
         from_issued.append(cut_at - ticket.commit_issued_at if cut_at is not None else math.inf)
+    commits = [ticket.committed_at - ticket.commit_issued_at for ticket in healthy]
     result = LatencyResult(
         printer_kind=kind,
         stations=tuple(stations),
@@ -273,6 +277,7 @@ def _light_load(
         measured_s=sizes.measure_s,
         latency=LatencySummary.of([v for values in by_station.values() for v in values]),
         from_commit_issued=LatencySummary.of(from_issued),
+        commit=LatencySummary.of(commits),
         p99_ms_by_station={s: LatencySummary.of(v).p99_ms for s, v in by_station.items()},
         cpu=cpu,
     )

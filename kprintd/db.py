@@ -12,7 +12,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -32,8 +32,7 @@ ALERT_CHANNEL = "kitchen_alert"
 CLAIM_STATEMENT = b"kprintd_claim"
 CLAIM_QUERY = (
     b"SELECT ticket_id, attempt, max_retries, document"
-    b" FROM kitchen_claim_print_jobs($1, $2::float8, $3::uuid, $4::uuid, $5, $6::integer,"
-    b" $7::bigint[], $8::uuid[], $9::integer[])"
+    b" FROM kitchen_claim_print_jobs($1, $2::float8, $3::uuid, $4::uuid, $5, $6::integer)"
 )
 
 # A database behind a dead network link must be noticed in seconds, not after the kernel's
@@ -62,23 +61,10 @@ class RouteKey:
 
 @dataclass(frozen=True)
 class TicketNotice:
-    """What a kitchen_ticket_new notification says (sql/0005, sql/0025)."""
+    """What the daemon takes from a kitchen_ticket_new notification (sql/0030): the route to
+    wake. Nothing else in a payload is used; what prints comes from the claim."""
 
     route: RouteKey
-    ticket_id: int | None
-    # A new ticket's kitchen_ticket_document() as it was at the insert, when it fit the payload,
-    # with the ticket's notice_token, without which the claim will not accept it.
-    document: HeldDocument | None = None
-
-
-@dataclass(frozen=True)
-class HeldDocument:
-    token: uuid.UUID
-    document: dict[str, Any]
-
-    @property
-    def line_count(self) -> int:
-        return len(self.document["lines"])
 
 
 def _uuid_or_none(value: Any) -> uuid.UUID | None:
@@ -87,11 +73,6 @@ def _uuid_or_none(value: Any) -> uuid.UUID | None:
 
 def _text_or_none(value: uuid.UUID | None) -> str | None:
     return None if value is None else str(value)
-
-
-def array_literal(values: Iterable[int | uuid.UUID]) -> str:
-    """A PostgreSQL array literal of numbers or UUIDs, which need no quoting."""
-    return "{" + ",".join(map(str, values)) + "}"
 
 
 # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more, and a character is at least a byte:
@@ -104,9 +85,8 @@ STATION_MAX_CHARS = 50
 def notice_from_payload(payload: str) -> TicketNotice | None:
     """Read a kitchen_ticket_new payload; None when it names no route. Never raises.
 
-    Anyone who can connect can NOTIFY, so the payload is untrusted input. A document that is not
-    a JSON object with a list of lines is ignored, not trusted: the claim then returns the
-    ticket's document instead.
+    Anyone who can connect can NOTIFY, so the payload is untrusted input: only the route it names
+    is read, and other keys (a ticket id, a document, anything) are ignored.
     """
     if len(payload) > NOTICE_PAYLOAD_MAX_CHARS:
         return None
@@ -124,19 +104,7 @@ def notice_from_payload(payload: str) -> TicketNotice | None:
         return None
     if not station.isprintable():
         return None
-    route = RouteKey(brand_id, store_id, station)
-    ticket_id = data.get("ticket_id")
-    if not isinstance(ticket_id, int) or isinstance(ticket_id, bool) or not 0 < ticket_id < 2**63:
-        # Not a ticket id (a bigint): held, it would make the claim's cast fail.
-        return TicketNotice(route, None)
-    document = data.get("document")
-    if not isinstance(document, dict) or not isinstance(document.get("lines"), list):
-        return TicketNotice(route, ticket_id)
-    try:
-        token = uuid.UUID(str(data["token"]))
-    except (ValueError, KeyError):
-        return TicketNotice(route, ticket_id)
-    return TicketNotice(route, ticket_id, HeldDocument(token, document))
+    return TicketNotice(RouteKey(brand_id, store_id, station))
 
 
 @dataclass(frozen=True)
@@ -173,8 +141,7 @@ class ClaimedJob:
     ticket_id: int
     attempt: int
     max_retries: int
-    # None: the caller said it held the document (sql/0025), and the claim agreed.
-    document: dict[str, Any] | None
+    document: dict[str, Any]  # kitchen_ticket_document(), built by the claim
 
 
 @dataclass(frozen=True)
@@ -220,12 +187,9 @@ class Database:
         self._pool = pool
         self._settings = settings
 
-    async def claim(
-        self, route: RouteKey, limit: int, held: Mapping[int, HeldDocument] | None = None
-    ) -> list[ClaimedJob]:
-        """Claim up to `limit` due tickets of `route`. `held`: the documents already held from
-        notifications, by ticket id; the claim leaves out those it agrees are current."""
-        held = held or {}
+    async def claim(self, route: RouteKey, limit: int) -> list[ClaimedJob]:
+        """Claim up to `limit` due tickets of `route`, each with its document as the database
+        holds it now."""
         params = (
             self._settings.daemon_id,
             repr(float(self._settings.lease_s)),
@@ -233,9 +197,6 @@ class Database:
             _text_or_none(route.store_id),
             route.station,
             str(limit),
-            array_literal(held),
-            array_literal(h.token for h in held.values()),
-            array_literal(h.line_count for h in held.values()),
         )
         async with self._pool.connection() as conn:
             encoding = conn.info.encoding
@@ -336,14 +297,9 @@ class Database:
 
 def _claimed_job(row: tuple[str | None, ...]) -> ClaimedJob:
     ticket_id, attempt, max_retries, document = row
-    if ticket_id is None or attempt is None or max_retries is None:
+    if ticket_id is None or attempt is None or max_retries is None or document is None:
         raise errors.DataError(f"the claim returned an incomplete row: {row}")
-    return ClaimedJob(
-        int(ticket_id),
-        int(attempt),
-        int(max_retries),
-        None if document is None else json.loads(document),
-    )
+    return ClaimedJob(int(ticket_id), int(attempt), int(max_retries), json.loads(document))
 
 
 async def _exchange(

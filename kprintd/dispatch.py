@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import itertools
 import random
 import time
 from dataclasses import dataclass, field, replace
@@ -24,7 +23,7 @@ import psycopg
 import structlog
 
 from kprintd.config import Settings
-from kprintd.db import ClaimedJob, Database, HeldDocument, RouteKey, RoutePrinter, TicketNotice
+from kprintd.db import ClaimedJob, Database, RouteKey, RoutePrinter, TicketNotice
 from kprintd.printer_status import PrinterState
 from kprintd.render import PrintLayout, TicketDocument, TicketLine, render_ticket
 from kprintd.routing import BreakerState, PrinterBoard
@@ -47,10 +46,6 @@ PRECHECK_FRESH_S = 0.1
 # How long a route trusts its list of printers without hearing of a change. Changes are announced
 # on kitchen_printers_changed and apply to the next ticket; this only bounds the damage of a bug.
 PRINTER_LIST_MAX_AGE_S = 600.0
-# Documents a route keeps from notifications (sql/0025) until their tickets are claimed. A daemon
-# that shares the queue with others also holds documents of tickets it will never claim: the
-# oldest go first.
-HELD_DOCUMENTS_MAX = 64
 # A route with nothing to print for this long lets its worker go; its next ticket starts a new
 # one. Anyone who can connect can NOTIFY: without this, made-up routes would each keep a worker
 # polling the database forever.
@@ -279,16 +274,6 @@ class PrinterLinks:
 _Precheck = tuple[RoutePrinter, "PrinterError | None"]
 
 
-@dataclass(frozen=True)
-class _Prerendered:
-    """A held document rendered for a printer while the claim was in flight."""
-
-    ticket_id: int
-    printer: RoutePrinter
-    document: TicketDocument
-    data: bytes
-
-
 @dataclass
 class _Attempt:
     """What happened to one claimed ticket during this attempt, across the printers tried."""
@@ -335,8 +320,8 @@ class Dispatcher:
             del self._workers[worker.route]
 
     def notice(self, notice: TicketNotice) -> None:
-        """A kitchen_ticket_new notification: its route's worker keeps the ticket's document and
-        claims at once. A route without a worker only gets the due-route check (anyone can
+        """A kitchen_ticket_new notification: its route's worker claims at once, and prints what
+        the claim returns. A route without a worker only gets the due-route check (anyone can
         NOTIFY), which starts one if a ticket waits there."""
         if self.stopping.is_set():
             return
@@ -344,8 +329,6 @@ class Dispatcher:
         if worker is None:
             self.check_due_routes()
             return
-        if notice.ticket_id is not None and notice.document is not None:
-            worker.hold(notice.ticket_id, notice.document)
         worker.wake()
 
     def wake(self, route: RouteKey) -> None:
@@ -488,8 +471,6 @@ class RouteWorker:
         self._db_down = False
         self._on_hold = False
         self._printer_list: tuple[float, list[RoutePrinter]] | None = None
-        # Documents from notifications, oldest first, by ticket id.
-        self._held: dict[int, HeldDocument] = {}
         self._last_claimed = time.monotonic()
         self.log = log.bind(station=route.station, brand_id=str(route.brand_id))
 
@@ -498,16 +479,6 @@ class RouteWorker:
 
     def wake(self) -> None:
         self._wake.set()
-
-    def hold(self, ticket_id: int, document: HeldDocument) -> None:
-        """Keep a new ticket's document from its notification, so that its claim need not
-        build it again (sql/0025). The first one heard of stays: the real notification is sent
-        at the commit, before anyone could copy its token into a forged one."""
-        if ticket_id in self._held:
-            return
-        if len(self._held) >= HELD_DOCUMENTS_MAX:
-            del self._held[next(iter(self._held))]
-        self._held[ticket_id] = document
 
     def forget_printers(self) -> None:
         self._printer_list = None
@@ -588,49 +559,19 @@ class RouteWorker:
                     reason="maintenance_over",
                     printers=[p.printer_name for p in printers],
                 )
-            # The claim is most likely for the oldest tickets the route heard of.
-            offered = dict(itertools.islice(self._held.items(), CLAIM_BATCH))
-            # Work done ahead goes to the printer the tickets most likely go to.
-            likely = self._first_healthy(printers)
-            warm_up = self._warm_up(likely)
-            prerender = self._prerender(offered, likely)
+            warm_up = self._warm_up(self._first_healthy(printers))
             try:
-                jobs = await self.dispatcher.db.claim(self.route, CLAIM_BATCH, offered)
+                jobs = await self.dispatcher.db.claim(self.route, CLAIM_BATCH)
             finally:
                 # Awaited, never cancelled: a status answer arriving after a cancel would be
                 # read as the answer to the next request on that connection.
                 precheck = await warm_up if warm_up is not None else None
-                prerendered = await prerender if prerender is not None else None
-            if prerendered is not None and not any(
-                job.ticket_id == prerendered.ticket_id and job.document is None for job in jobs
-            ):
-                prerendered = None  # not claimed, or not on its first attempt: rendered anew
-            jobs = self._with_held_documents(jobs, offered)
             if jobs:
                 self._last_claimed = time.monotonic()
-                await self._print(jobs, printers, precheck, prerendered)
+                await self._print(jobs, printers, precheck)
             if len(jobs) < CLAIM_BATCH:
                 return None
         return None
-
-    def _with_held_documents(
-        self, jobs: list[ClaimedJob], offered: dict[int, HeldDocument]
-    ) -> list[ClaimedJob]:
-        """Fill in the documents the claim left out because the route held them, and forget
-        what the claim settled: its tickets, and held ones older than them that it skipped
-        (claimed by another daemon, most likely)."""
-        complete = [
-            job
-            if job.document is not None
-            else replace(job, document=offered[job.ticket_id].document)
-            for job in jobs
-        ]
-        if jobs:
-            newest = max(job.ticket_id for job in jobs)
-            for ticket_id in offered:
-                if ticket_id <= newest:
-                    self._held.pop(ticket_id, None)
-        return complete
 
     async def _hold(self, printers: list[RoutePrinter], now: float) -> float:
         """Every printer of the route is in maintenance: announce it once; returns the seconds
@@ -656,7 +597,7 @@ class RouteWorker:
 
     def _first_healthy(self, printers: list[RoutePrinter]) -> RoutePrinter | None:
         """The printer the next ticket most likely goes to: the first whose breaker is closed.
-        Only those qualify for work done ahead: probes stay with tickets."""
+        Only those qualify for the warm-up: probes stay with tickets."""
         board = self.dispatcher.board
         for printer in printers:
             if board.breaker(printer.printer_id).state is BreakerState.CLOSED:
@@ -676,29 +617,6 @@ class RouteWorker:
             return None
         return asyncio.create_task(self._check(printer))
 
-    def _prerender(
-        self, offered: dict[int, HeldDocument], printer: RoutePrinter | None
-    ) -> asyncio.Task[_Prerendered | None] | None:
-        """Render the oldest held document for the first healthy printer while the claim is in
-        flight: the task runs once the claim's query is sent, so the bytes are ready when the
-        claim comes back. Used only if that ticket is claimed on a first attempt and goes to
-        that printer; anything else is rendered as usual."""
-        if printer is None or not offered:
-            return None
-        ticket_id, held = next(iter(offered.items()))
-        return asyncio.create_task(self._render_ahead(ticket_id, held.document, printer))
-
-    async def _render_ahead(
-        self, ticket_id: int, document: dict[str, Any], printer: RoutePrinter
-    ) -> _Prerendered | None:
-        try:
-            ticket = ticket_from_document(document)
-            data = render_ticket(ticket, layout_for(printer))
-            return _Prerendered(ticket_id, printer, ticket, data)
-        except Exception:
-            # The claim's own path renders it again and reports what is wrong with it.
-            return None
-
     async def _check(self, printer: RoutePrinter) -> _Precheck:
         """Never raises: tickets may already be claimed when its answer is read."""
         try:
@@ -715,7 +633,6 @@ class RouteWorker:
         jobs: list[ClaimedJob],
         printers: list[RoutePrinter],
         precheck: _Precheck | None = None,
-        prerendered: _Prerendered | None = None,
     ) -> None:
         """Print claimed `jobs` on the first of `printers` (those not in maintenance) that
         takes them, then record every outcome."""
@@ -724,16 +641,13 @@ class RouteWorker:
         for job in jobs:
             attempt = _Attempt(job, None)
             attempts.append(attempt)
-            if prerendered is not None and prerendered.ticket_id == job.ticket_id:
-                attempt.document = prerendered.document
-            else:
-                try:
-                    attempt.document = ticket_from_document(job.document or {})
-                except (KeyError, TypeError, ValueError) as exc:
-                    attempt.result = self._failure(
-                        attempt, "bad_document", f"unreadable ticket: {exc}", retryable=False
-                    )
-                    continue
+            try:
+                attempt.document = ticket_from_document(job.document)
+            except (KeyError, TypeError, ValueError) as exc:
+                attempt.result = self._failure(
+                    attempt, "bad_document", f"unreadable ticket: {exc}", retryable=False
+                )
+                continue
             if not attempt.document.lines:
                 # A blank slip tells the cook nothing and hides the mistake: fail it loudly.
                 attempt.result = self._failure(
@@ -761,7 +675,7 @@ class RouteWorker:
                     started = time.monotonic()
                     await self._printer_failed(printer, pending, failures, precheck[1], started)
                     continue
-                await self._try_printer(printer, pending, failures, prerendered)
+                await self._try_printer(printer, pending, failures)
             for attempt in attempts:
                 if attempt.result is None:
                     error = attempt.last_error
@@ -818,7 +732,6 @@ class RouteWorker:
         printer: RoutePrinter,
         pending: list[_Attempt],
         failures: list[dict[str, Any]],
-        prerendered: _Prerendered | None = None,
     ) -> None:
         layout = layout_for(printer)
         payloads: list[bytes] = []
@@ -828,15 +741,6 @@ class RouteWorker:
             assert document is not None
             if attempt.may_have_printed and not document.is_retry:
                 document = replace(document, is_retry=True)
-            if (
-                prerendered is not None
-                and prerendered.ticket_id == attempt.job.ticket_id
-                and prerendered.printer == printer
-                and prerendered.document is document
-            ):
-                payloads.append(prerendered.data)
-                sendable.append(attempt)
-                continue
             try:
                 payloads.append(render_ticket(document, layout))
                 sendable.append(attempt)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 
@@ -10,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kprintd.config import Settings
-from kprintd.db import HeldDocument, notice_from_payload
+from kprintd.db import notice_from_payload
 from kprintd.dispatch import retry_delay, ticket_from_document
 from kprintd.routing import BreakerState, CircuitBreaker, PrinterBoard
 
@@ -124,31 +123,8 @@ def test_notice_from_payload_reads_the_trigger_payload_and_rejects_junk() -> Non
     assert notice is not None
     route = notice.route
     assert (route.station, route.brand_id, route.store_id) == ("bar", brand, None)
-    assert (notice.ticket_id, notice.document) == (1, None)
     for junk in ["", "not json", "[]", '{"ticket_id": 1}', '{"station": "bar", "brand_id": "x"}']:
         assert notice_from_payload(junk) is None
-
-
-def test_a_notice_holds_a_document_only_with_its_token_and_lines() -> None:
-    token = uuid.uuid4()
-    base = {"ticket_id": 7, "station": "bar", "brand_id": None, "store_id": None}
-    document = {"ticket_id": 7, "lines": [{"quantity": 1, "name": "Beer"}]}
-
-    notice = notice_from_payload(json.dumps(base | {"token": str(token), "document": document}))
-    assert notice is not None and notice.document == HeldDocument(token, document)
-    assert notice.document.line_count == 1
-    huge = notice_from_payload(
-        json.dumps(base | {"ticket_id": 2**63, "token": str(token), "document": document})
-    )
-    assert huge is not None and (huge.ticket_id, huge.document) == (None, None)
-    for unusable in [
-        {"document": document},  # no token: the claim could never accept it
-        {"token": "not a uuid", "document": document},
-        {"token": str(token), "document": {"ticket_id": 7}},  # no lines
-        {"token": str(token), "document": [document]},
-    ]:
-        notice = notice_from_payload(json.dumps(base | unusable))
-        assert notice is not None and notice.ticket_id == 7 and notice.document is None
 
 
 def test_ticket_document_becomes_a_renderable_ticket() -> None:
