@@ -101,7 +101,7 @@ class Pos:
                 "INSERT INTO pos_billitem (bill_id, product_id, quantity) VALUES (%s, %s, 1)",
                 (bill[0], self.restaurant.products[station]),
             )
-            cur.execute("SELECT id FROM kitchen_create_tickets(%s)", (bill[0],))
+            cur.execute("SELECT id FROM kprintd.kitchen_create_tickets(%s)", (bill[0],))
             ids = [row[0] for row in cur.fetchall()]
         issued_at = time.monotonic()
         self.conn.commit()
@@ -127,7 +127,7 @@ class Pos:
                 (bill_ids, products),
             )
             cur.execute(
-                "SELECT t.id FROM unnest(%s::bigint[]) b, kitchen_create_tickets(b) t",
+                "SELECT t.id FROM unnest(%s::bigint[]) b, kprintd.kitchen_create_tickets(b) t",
                 (bill_ids,),
             )
             return [row[0] for row in cur.fetchall()]

@@ -29,7 +29,7 @@ from psycopg import sql
 
 from bench.printers import Printer, die_with_parent
 from kprintd import migrate
-from kprintd.pgembed import EmbeddedPostgres, process_alive
+from kprintd.pgembed import EmbeddedPostgres, copy_database, process_alive
 
 TEMPLATE_DB = "kprintd_bench_template"
 WORKDIR_PREFIX = "kprintd-bench-"
@@ -57,12 +57,7 @@ class Cluster:
     def new_database(self, label: str) -> str:
         """A new migrated database (a copy of the template); returns its conninfo."""
         name = f"bench_{next(self._databases)}_{label}"
-        with psycopg.connect(self.server.conninfo(), autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                    sql.Identifier(name), sql.Identifier(TEMPLATE_DB)
-                )
-            )
+        copy_database(self.server.conninfo(), name, TEMPLATE_DB)
         return self.server.conninfo(name)
 
 

@@ -68,7 +68,7 @@ QUERIES: tuple[tuple[str, str], ...] = (
     ),
     ("kitchen_station_queue", "SELECT * FROM kitchen_station_queue"),
     ("kitchen_daemon_status", "SELECT * FROM kitchen_daemon_status"),
-    ("kitchen_status_report()", "SELECT kitchen_status_report()"),
+    ("kprintd.kitchen_status_report()", "SELECT kprintd.kitchen_status_report()"),
 )
 
 # Two brands, two stores each, three stations; a primary and a backup printer per brand and station
@@ -206,7 +206,7 @@ WHERE c.id = sp.id
 """
 
 HEARTBEAT = """
-SELECT kitchen_daemon_beat('bench:1', 'bench', 1, 'bench', NULL, NULL, 60, now(), 0)
+SELECT kprintd.kitchen_daemon_beat('bench:1', 'bench', 1, 'bench', NULL, NULL, 60, now(), 0)
 """
 
 

@@ -55,6 +55,7 @@ _REFUSED: tuple[type[psycopg.Error], ...] = (
     errors.NullValueNotAllowed,  # 22004
 )
 _NOT_MIGRATED: tuple[type[psycopg.Error], ...] = (
+    errors.InvalidSchemaName,  # 3F000 no kprintd schema: not migrated
     errors.UndefinedFunction,
     errors.UndefinedTable,
     errors.UndefinedColumn,
@@ -264,7 +265,7 @@ def _scope(settings: Settings) -> dict[str, Any]:
 def _recent(conn: Connection, settings: Settings, limit: int) -> list[dict[str, Any]]:
     scope = _scope(settings)
     return conn.execute(
-        "SELECT * FROM kitchen_ticket_list(%s, NULL, %s::uuid[], %s::uuid)",
+        "SELECT * FROM kprintd.kitchen_ticket_list(%s, NULL, %s::uuid[], %s::uuid)",
         (limit, scope["brand_ids"], scope["store_id"]),
     ).fetchall()
 
@@ -300,7 +301,7 @@ def _bills(conn: Connection, settings: Settings, bill: str) -> list[dict[str, An
         raise Refused(f"no bill numbered {bill!r}{by_id} has tickets")
     scope = _scope(settings)
     tickets = conn.execute(
-        "SELECT * FROM kitchen_ticket_list(NULL, %s::bigint[], %s::uuid[], %s::uuid)",
+        "SELECT * FROM kprintd.kitchen_ticket_list(NULL, %s::bigint[], %s::uuid[], %s::uuid)",
         ([b["bill_id"] for b in bills], scope["brand_ids"], scope["store_id"]),
     ).fetchall()
     for b in bills:
@@ -484,7 +485,7 @@ def reprint(
 
     def work(conn: Connection) -> int:
         row = conn.execute(
-            "SELECT kitchen_reprint(%s::bigint, %s::text, %s::bigint[]) AS new_ticket_id",
+            "SELECT kprintd.kitchen_reprint(%s::bigint, %s::text, %s::bigint[]) AS new_ticket_id",
             (ticket_id, actor, list(item_ids) if item_ids else None),
         ).fetchone()
         assert row is not None
@@ -515,11 +516,11 @@ def reset(
     as_json: bool = False,
     out: TextIO | None = None,
 ) -> int:
-    """kitchen_reset_ticket(): a failed or stuck ticket back in the queue."""
+    """kprintd.kitchen_reset_ticket(): a failed or stuck ticket back in the queue."""
 
     def work(conn: Connection) -> int:
         row = conn.execute(
-            "SELECT * FROM kitchen_reset_ticket(%s::bigint, %s::text)", (ticket_id, actor)
+            "SELECT * FROM kprintd.kitchen_reset_ticket(%s::bigint, %s::text)", (ticket_id, actor)
         ).fetchone()
         assert row is not None
         retry = (
@@ -545,11 +546,11 @@ def mark_printed(
     as_json: bool = False,
     out: TextIO | None = None,
 ) -> int:
-    """kitchen_mark_printed(): the kitchen has the ticket; nothing prints."""
+    """kprintd.kitchen_mark_printed(): the kitchen has the ticket; nothing prints."""
 
     def work(conn: Connection) -> int:
         row = conn.execute(
-            "SELECT * FROM kitchen_mark_printed(%s::bigint, %s::text)", (ticket_id, actor)
+            "SELECT * FROM kprintd.kitchen_mark_printed(%s::bigint, %s::text)", (ticket_id, actor)
         ).fetchone()
         assert row is not None
         return _done(
@@ -576,11 +577,11 @@ def mark_failed(
     as_json: bool = False,
     out: TextIO | None = None,
 ) -> int:
-    """kitchen_mark_failed(): give up on a ticket that waits or prints, with a reason."""
+    """kprintd.kitchen_mark_failed(): give up on a ticket that waits or prints, with a reason."""
 
     def work(conn: Connection) -> int:
         row = conn.execute(
-            "SELECT * FROM kitchen_mark_failed(%s::bigint, %s::text, %s::text)",
+            "SELECT * FROM kprintd.kitchen_mark_failed(%s::bigint, %s::text, %s::text)",
             (ticket_id, actor, reason),
         ).fetchone()
         assert row is not None

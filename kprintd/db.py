@@ -32,7 +32,7 @@ ALERT_CHANNEL = "kitchen_alert"
 CLAIM_STATEMENT = b"kprintd_claim"
 CLAIM_QUERY = (
     b"SELECT ticket_id, attempt, max_retries, document"
-    b" FROM kitchen_claim_print_jobs($1, $2::float8, $3::uuid, $4::uuid, $5, $6::integer)"
+    b" FROM kprintd.kitchen_claim_print_jobs($1, $2::float8, $3::uuid, $4::uuid, $5, $6::integer)"
 )
 
 # A database behind a dead network link must be noticed in seconds, not after the kernel's
@@ -225,7 +225,7 @@ class Database:
                 # Seconds from the server's now, so the daemon's clock may differ from its own.
                 " extract(epoch FROM maintenance_from - now())::float8,"
                 " extract(epoch FROM maintenance_until - now())::float8, answers_status"
-                " FROM kitchen_route_printers(%s, %s, %s)",
+                " FROM kprintd.kitchen_route_printers(%s, %s, %s)",
                 (route.brand_id, route.store_id, route.station),
             )
             rows = await cur.fetchall()
@@ -246,7 +246,7 @@ class Database:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT ticket_id, final_status, recorded"
-                " FROM kitchen_finish_print_jobs(%s, %s::jsonb, %s::jsonb)",
+                " FROM kprintd.kitchen_finish_print_jobs(%s, %s::jsonb, %s::jsonb)",
                 (self._settings.daemon_id, json.dumps(results), json.dumps(printer_failures)),
             )
             rows = await cur.fetchall()
@@ -256,7 +256,7 @@ class Database:
         """How long until this route's next ticket is due (<= 0: now); None if none waits."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT extract(epoch FROM kitchen_route_next_due(%s, %s, %s) - now())",
+                "SELECT extract(epoch FROM kprintd.kitchen_route_next_due(%s, %s, %s) - now())",
                 (route.brand_id, route.store_id, route.station),
             )
             row = await cur.fetchone()
@@ -267,7 +267,7 @@ class Database:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT brand_id, store_id, station, waiting, next_due_at"
-                " FROM kitchen_due_routes(%s, %s)",
+                " FROM kprintd.kitchen_due_routes(%s, %s)",
                 (brand_ids, store_id),
             )
             rows = await cur.fetchall()
@@ -277,7 +277,7 @@ class Database:
         brand_ids, store_id = scope_args(self._settings)
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT kitchen_reclaim_expired_leases(%s, %s)", (brand_ids, store_id)
+                "SELECT kprintd.kitchen_reclaim_expired_leases(%s, %s)", (brand_ids, store_id)
             )
             row = await cur.fetchone()
         return int(row[0]) if row else 0
@@ -288,7 +288,7 @@ class Database:
         """Raise one alert; False when it was held back as another daemon's repeat (sql/0024)."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT (kitchen_raise_alert(%s, %s, %s, %s::jsonb) ->> 'sent')::boolean",
+                "SELECT (kprintd.kitchen_raise_alert(%s, %s, %s, %s::jsonb) ->> 'sent')::boolean",
                 (alert_type, severity, message, json.dumps(details, default=str)),
             )
             row = await cur.fetchone()

@@ -73,7 +73,7 @@ def retry_delay(settings: Settings, attempt: int, waited_s: float = 0.0) -> floa
 
 
 def ticket_from_document(document: dict[str, Any]) -> TicketDocument:
-    """The renderer's view of kitchen_ticket_document() JSON."""
+    """The renderer's view of kprintd.kitchen_ticket_document() JSON."""
     return TicketDocument(
         ticket_id=int(document["ticket_id"]),
         station=str(document["station"]),
@@ -736,7 +736,10 @@ class RouteWorker:
         layout = layout_for(printer)
         payloads: list[bytes] = []
         sendable: list[_Attempt] = []
-        for attempt in pending:
+        for number, attempt in enumerate(pending):
+            if number:
+                # A batch of big tickets renders one at a time, letting other stations run between.
+                await asyncio.sleep(0)
             document = attempt.document
             assert document is not None
             if attempt.may_have_printed and not document.is_retry:

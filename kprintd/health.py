@@ -131,7 +131,7 @@ def observe_state(state: PrinterState, response_time_ms: int) -> Observation:
 
 def observe_reached(response_time_ms: int) -> Observation:
     """A printer that never answers status requests took the connection: online, and nothing
-    more is known (kitchen_printer_state(): no_status)."""
+    more is known (kprintd.kitchen_printer_state(): no_status)."""
     return Observation(is_online=True, response_time_ms=response_time_ms, paper_status="unknown")
 
 
@@ -189,7 +189,7 @@ def trip(breaker: CircuitBreaker, error: str) -> None:
 
 @dataclass(frozen=True)
 class HealthTarget:
-    """An active printer in the daemon's scope, as kitchen_health_printers() lists it."""
+    """An active printer in the daemon's scope, as kprintd.kitchen_health_printers() lists it."""
 
     printer_id: int
     printer_name: str
@@ -262,7 +262,7 @@ class HealthStore:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT printer_id, printer_name, host, port, brand_id, store_id, station,"
-                " answers_status FROM kitchen_health_printers(%s, %s)",
+                " answers_status FROM kprintd.kitchen_health_printers(%s, %s)",
                 (brand_ids, store_id),
             )
             rows = await cur.fetchall()
@@ -276,7 +276,7 @@ class HealthStore:
         ]
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT printer_id, state FROM kitchen_record_health_checks(%s::jsonb)",
+                "SELECT printer_id, state FROM kprintd.kitchen_record_health_checks(%s::jsonb)",
                 (json.dumps(payload),),
             )
             rows = await cur.fetchall()
@@ -287,7 +287,7 @@ class HealthStore:
         for _ in range(PRUNE_BATCHES_PER_ROUND):
             async with self._pool.connection() as conn:
                 cur = await conn.execute(
-                    "SELECT kitchen_prune_health_checks(%s, %s)",
+                    "SELECT kprintd.kitchen_prune_health_checks(%s, %s)",
                     (self._settings.health_retention_days, PRUNE_BATCH),
                 )
                 row = await cur.fetchone()
@@ -307,7 +307,7 @@ class HealthStore:
         brand_ids, store_id = scope_args(self._settings)
         async with self._pool.connection() as conn:
             await conn.execute(
-                "SELECT kitchen_daemon_beat(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                "SELECT kprintd.kitchen_daemon_beat(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     self._settings.daemon_id,
                     socket.gethostname(),
@@ -328,7 +328,7 @@ class HealthStore:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT brand_id, store_id, station, brand, reason, waiting, oldest_created_at,"
-                " oldest_ticket_id, message FROM kitchen_unserved_routes()"
+                " oldest_ticket_id, message FROM kprintd.kitchen_unserved_routes()"
             )
             rows = await cur.fetchall()
         return [UnservedRoute(RouteKey(*row[:3]), *row[3:]) for row in rows]
@@ -336,7 +336,7 @@ class HealthStore:
     async def stopped(self, tickets_printed: int) -> None:
         async with self._pool.connection() as conn:
             await conn.execute(
-                "SELECT kitchen_daemon_stopped(%s, %s)",
+                "SELECT kprintd.kitchen_daemon_stopped(%s, %s)",
                 (self._settings.daemon_id, tickets_printed),
             )
 

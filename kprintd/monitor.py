@@ -102,7 +102,9 @@ def fetch_report(settings: Settings) -> dict[str, Any]:
         # A check run by cron or Nagios must answer, not hang behind a lock.
         options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
     ) as conn:
-        row = conn.execute("SELECT kitchen_status_report(%s, %s)", (brand_ids, store_id)).fetchone()
+        row = conn.execute(
+            "SELECT kprintd.kitchen_status_report(%s, %s)", (brand_ids, store_id)
+        ).fetchone()
     assert row is not None
     report: dict[str, Any] = row[0]
     return report
@@ -394,7 +396,8 @@ class AlertLog:
         rows = [
             (int(row[0]), str(row[1]))
             for row in conn.execute(
-                "SELECT alert_id, alert::text FROM kitchen_alerts_after(%s, %s) ORDER BY alert_id",
+                "SELECT alert_id, alert::text FROM kprintd.kitchen_alerts_after(%s, %s)"
+                " ORDER BY alert_id",
                 (self.last_id, window),
             ).fetchall()
         ]
@@ -419,7 +422,7 @@ class AlertLog:
             wanted = {
                 int(r[0])
                 for r in conn.execute(
-                    "SELECT alert_id FROM kitchen_alerts_after(%s, %s)", (start_id, since)
+                    "SELECT alert_id FROM kprintd.kitchen_alerts_after(%s, %s)", (start_id, since)
                 ).fetchall()
             }
         return [row for row in rows if row[0] > start_id or row[0] in wanted]

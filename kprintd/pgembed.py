@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 UNPRIVILEGED_USER = "postgres"
 PR_SET_PDEATHSIG = 1
@@ -251,3 +252,29 @@ def embedded_postgres(*, durable: bool = False) -> Iterator[EmbeddedPostgres]:
         yield server
     finally:
         server.destroy()
+
+
+def copy_database(conninfo: str, name: str, template: str) -> None:
+    """CREATE DATABASE name TEMPLATE template, with the template's database-level settings.
+
+    A copy does not inherit ALTER DATABASE ... SET (kprintd's migrations set the search_path that
+    finds its functions by their plain names): they are applied again here.
+    """
+    with psycopg.connect(conninfo, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        )
+        row = admin.execute(
+            "SELECT s.setconfig FROM pg_db_role_setting s"
+            " JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = %s AND s.setrole = 0",
+            (template,),
+        ).fetchone()
+        for setting in row[0] if row else []:
+            key, value = setting.split("=", 1)
+            admin.execute(
+                sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                    sql.Identifier(name), sql.Identifier(key), sql.SQL(value)
+                )
+            )

@@ -82,7 +82,7 @@ class RetentionService:
             await cur.execute(
                 "SELECT id, cutoff, tickets_deleted, items_deleted, log_rows_deleted,"
                 " tickets_kept_not_final, tickets_kept_referenced, digest"
-                " FROM kitchen_purge(make_interval(days => %s), %s)",
+                " FROM kprintd.kitchen_purge(make_interval(days => %s), %s)",
                 (days, ACTOR),
             )
             record = await cur.fetchone()

@@ -21,21 +21,28 @@
 --
 -- Apply with kprintd migrate, or by hand: psql -v ON_ERROR_STOP=1 --single-transaction -f <file>
 
-CREATE TABLE IF NOT EXISTS core_brand (
+-- kprintd's functions live in a schema of their own, where only kprintd's owner creates anything:
+-- a POS that owns public cannot put an overload or an operator in their way. Each of them names
+-- what it uses (kprintd.f(), public.t) and resolves nothing else through the caller's search_path.
+CREATE SCHEMA IF NOT EXISTS kprintd;
+COMMENT ON SCHEMA kprintd IS
+    'kprintd''s functions (kitchen_*). The spec''s tables and kprintd''s tables and views stay in public.';
+
+CREATE TABLE IF NOT EXISTS public.core_brand (
     id      UUID PRIMARY KEY DEFAULT gen_random_uuid(),
     name    TEXT NOT NULL
 );
 
-CREATE TABLE IF NOT EXISTS core_product (
+CREATE TABLE IF NOT EXISTS public.core_product (
     id              UUID PRIMARY KEY DEFAULT gen_random_uuid(),
-    brand_id        UUID REFERENCES core_brand(id),
+    brand_id        UUID REFERENCES public.core_brand(id),
     name            TEXT NOT NULL,
     printer_target  VARCHAR(50) DEFAULT 'kitchen'
 );
 
-CREATE TABLE IF NOT EXISTS pos_bill (
+CREATE TABLE IF NOT EXISTS public.pos_bill (
     id              BIGSERIAL PRIMARY KEY,
-    brand_id        UUID NOT NULL REFERENCES core_brand(id),
+    brand_id        UUID NOT NULL REFERENCES public.core_brand(id),
     store_id        UUID NULL,
     bill_number     VARCHAR(50) NOT NULL,
     bill_type       VARCHAR(20) DEFAULT 'dine_in',
@@ -45,10 +52,10 @@ CREATE TABLE IF NOT EXISTS pos_bill (
     created_at      TIMESTAMP WITH TIME ZONE DEFAULT NOW()
 );
 
-CREATE TABLE IF NOT EXISTS pos_billitem (
+CREATE TABLE IF NOT EXISTS public.pos_billitem (
     id              BIGSERIAL PRIMARY KEY,
-    bill_id         BIGINT NOT NULL REFERENCES pos_bill(id),
-    product_id      UUID NOT NULL REFERENCES core_product(id),
+    bill_id         BIGINT NOT NULL REFERENCES public.pos_bill(id),
+    product_id      UUID NOT NULL REFERENCES public.core_product(id),
     quantity        INTEGER NOT NULL,
     notes           TEXT DEFAULT '',
     modifiers       JSONB DEFAULT '[]',
@@ -57,7 +64,7 @@ CREATE TABLE IF NOT EXISTS pos_billitem (
     created_at      TIMESTAMP WITH TIME ZONE DEFAULT NOW()
 );
 
-CREATE INDEX IF NOT EXISTS idx_pos_billitem_bill ON pos_billitem(bill_id);
+CREATE INDEX IF NOT EXISTS idx_pos_billitem_bill ON public.pos_billitem(bill_id);
 
 -- The seam ----------------------------------------------------------------------------------------
 -- Built from the catalog once, at migration time: afterwards they are plain views (\d+ shows each
@@ -131,15 +138,15 @@ BEGIN
 END
 $seam$;
 
-COMMENT ON VIEW kitchen_pos_bill IS
+COMMENT ON VIEW public.kitchen_pos_bill IS
     'The seam to the POS''s bills: kprintd reads pos_bill only through this view. Made by migration '
     '0001 from the columns pos_bill has (table_number from pos_bill.table_number, else from '
     'tables_table.number through pos_bill.table_id, else NULL). Fit another POS with CREATE OR REPLACE '
     'VIEW, keeping these columns, names and types, in this order.';
-COMMENT ON VIEW kitchen_pos_billitem IS
+COMMENT ON VIEW public.kitchen_pos_billitem IS
     'The seam to the POS''s bill items and their products: kprintd reads pos_billitem and core_product '
     'only through this view (one row per bill item, with its product''s name and printer_target). Made '
     'by migration 0001 from the columns present; fit another POS with CREATE OR REPLACE VIEW, keeping '
     'these columns, names and types, in this order.';
-COMMENT ON VIEW kitchen_pos_brand IS
+COMMENT ON VIEW public.kitchen_pos_brand IS
     'The seam to the POS''s brands (id, name), for reports. Fit another POS with CREATE OR REPLACE VIEW.';

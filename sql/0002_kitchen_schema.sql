@@ -117,9 +117,9 @@ SELECT pg_temp.kitchen_check('kitchen_stationprinter', 'kitchen_stationprinter_c
 SELECT pg_temp.kitchen_check('kitchen_stationprinter', 'kitchen_stationprinter_counters_nonnegative', 'total_prints >= 0 AND failed_prints >= 0');
 
 CREATE INDEX IF NOT EXISTS idx_station_code_active_priority
-    ON kitchen_stationprinter(station_code, is_active, priority);
+    ON public.kitchen_stationprinter(station_code, is_active, priority);
 CREATE INDEX IF NOT EXISTS idx_brand_station
-    ON kitchen_stationprinter(brand_id, station_code);
+    ON public.kitchen_stationprinter(brand_id, station_code);
 
 -- 2. Print jobs: one ticket per station per send ---------------------------------------------------
 SELECT pg_temp.kitchen_table('kitchen_kitchenticket');
@@ -138,7 +138,7 @@ SELECT pg_temp.kitchen_column('kitchen_kitchenticket', 'original_ticket_id', 'BI
 -- kprintd: what kind of ticket the cook holds. A writer that leaves it out gets it from the
 -- ticket's station and bill (sql/0003); rows the POS wrote before are orders, or checker tickets.
 SELECT pg_temp.kitchen_column('kitchen_kitchenticket', 'ticket_type', $$VARCHAR(20) NOT NULL DEFAULT 'order'$$, 'character varying', 'text');
-UPDATE kitchen_kitchenticket SET ticket_type = 'checker'
+UPDATE public.kitchen_kitchenticket SET ticket_type = 'checker'
  WHERE lower(btrim(printer_target)) = 'checker' AND ticket_type = 'order';
 -- kprintd: copied from the bill on insert, so scope filters and NOTIFY payloads need no join.
 SELECT pg_temp.kitchen_column('kitchen_kitchenticket', 'brand_id', 'UUID NULL', 'uuid');
@@ -160,7 +160,7 @@ SELECT pg_temp.kitchen_column('kitchen_kitchenticket', 'reprinted', 'BOOLEAN NOT
 SELECT pg_temp.kitchen_column('kitchen_kitchenticket', 'printer_id', 'BIGINT NULL REFERENCES kitchen_stationprinter(id)', 'bigint');
 -- A ticket a POS's earlier printer service left 'printing' may be on paper already: it prints again
 -- with the RETRY banner once kprintd runs (its lease is over), never silently twice.
-UPDATE kitchen_kitchenticket SET may_have_printed = true, lease_expires_at = now()
+UPDATE public.kitchen_kitchenticket SET may_have_printed = true, lease_expires_at = now()
  WHERE status = 'printing' AND lease_expires_at IS NULL;
 
 SELECT pg_temp.kitchen_check('kitchen_kitchenticket', 'kitchen_kitchenticket_status_valid',
@@ -175,17 +175,17 @@ SELECT pg_temp.kitchen_check('kitchen_kitchenticket', 'kitchen_kitchenticket_rep
 SELECT pg_temp.kitchen_check('kitchen_kitchenticket', 'kitchen_kitchenticket_printed_has_time',
     $$status <> 'printed' OR printed_at IS NOT NULL$$);
 
-CREATE INDEX IF NOT EXISTS idx_status_created ON kitchen_kitchenticket(status, created_at);
-CREATE INDEX IF NOT EXISTS idx_bill_target ON kitchen_kitchenticket(bill_id, printer_target);
-CREATE INDEX IF NOT EXISTS idx_target_status ON kitchen_kitchenticket(printer_target, status);
-CREATE INDEX IF NOT EXISTS idx_created ON kitchen_kitchenticket(created_at);
+CREATE INDEX IF NOT EXISTS idx_status_created ON public.kitchen_kitchenticket(status, created_at);
+CREATE INDEX IF NOT EXISTS idx_bill_target ON public.kitchen_kitchenticket(bill_id, printer_target);
+CREATE INDEX IF NOT EXISTS idx_target_status ON public.kitchen_kitchenticket(printer_target, status);
+CREATE INDEX IF NOT EXISTS idx_created ON public.kitchen_kitchenticket(created_at);
 -- kprintd: the daemon's claim query reads only due work; this keeps it small on a long history.
 CREATE INDEX IF NOT EXISTS idx_kitchenticket_due
-    ON kitchen_kitchenticket(next_attempt_at, created_at) WHERE status = 'new';
+    ON public.kitchen_kitchenticket(next_attempt_at, created_at) WHERE status = 'new';
 CREATE INDEX IF NOT EXISTS idx_kitchenticket_lease
-    ON kitchen_kitchenticket(lease_expires_at) WHERE status = 'printing';
+    ON public.kitchen_kitchenticket(lease_expires_at) WHERE status = 'printing';
 CREATE INDEX IF NOT EXISTS idx_kitchenticket_original
-    ON kitchen_kitchenticket(original_ticket_id) WHERE original_ticket_id IS NOT NULL;
+    ON public.kitchen_kitchenticket(original_ticket_id) WHERE original_ticket_id IS NOT NULL;
 
 -- 3. Ticket <-> bill item ---------------------------------------------------------------------------
 SELECT pg_temp.kitchen_table('kitchen_kitchenticketitem');
@@ -194,8 +194,8 @@ SELECT pg_temp.kitchen_column('kitchen_kitchenticketitem', 'bill_item_id', 'BIGI
 SELECT pg_temp.kitchen_column('kitchen_kitchenticketitem', 'quantity', 'INTEGER NOT NULL', 'integer', 'smallint', 'bigint');
 SELECT pg_temp.kitchen_check('kitchen_kitchenticketitem', 'kitchen_kitchenticketitem_quantity_positive', 'quantity > 0');
 
-CREATE INDEX IF NOT EXISTS idx_ticket_item ON kitchen_kitchenticketitem(kitchen_ticket_id, bill_item_id);
-CREATE INDEX IF NOT EXISTS idx_kitchenticketitem_bill_item ON kitchen_kitchenticketitem(bill_item_id);
+CREATE INDEX IF NOT EXISTS idx_ticket_item ON public.kitchen_kitchenticketitem(kitchen_ticket_id, bill_item_id);
+CREATE INDEX IF NOT EXISTS idx_kitchenticketitem_bill_item ON public.kitchen_kitchenticketitem(bill_item_id);
 
 -- 4. Immutable audit trail (the trigger that keeps it immutable is in a later migration) ------------
 SELECT pg_temp.kitchen_table('kitchen_kitchenticketlog');
@@ -211,9 +211,9 @@ SELECT pg_temp.kitchen_column('kitchen_kitchenticketlog', 'error_message', 'TEXT
 SELECT pg_temp.kitchen_column('kitchen_kitchenticketlog', 'duration_ms', 'INTEGER', 'integer', 'bigint');
 SELECT pg_temp.kitchen_column('kitchen_kitchenticketlog', 'metadata', $$JSONB DEFAULT '{}'$$, 'jsonb');
 
-CREATE INDEX IF NOT EXISTS idx_ticket_timestamp ON kitchen_kitchenticketlog(ticket_id, timestamp DESC);
-CREATE INDEX IF NOT EXISTS idx_action_timestamp ON kitchen_kitchenticketlog(action, timestamp DESC);
-CREATE INDEX IF NOT EXISTS idx_timestamp ON kitchen_kitchenticketlog(timestamp DESC);
+CREATE INDEX IF NOT EXISTS idx_ticket_timestamp ON public.kitchen_kitchenticketlog(ticket_id, timestamp DESC);
+CREATE INDEX IF NOT EXISTS idx_action_timestamp ON public.kitchen_kitchenticketlog(action, timestamp DESC);
+CREATE INDEX IF NOT EXISTS idx_timestamp ON public.kitchen_kitchenticketlog(timestamp DESC);
 
 -- 5. Printer health checks --------------------------------------------------------------------------
 SELECT pg_temp.kitchen_table('kitchen_printerhealthcheck');
@@ -230,33 +230,33 @@ SELECT pg_temp.kitchen_check('kitchen_printerhealthcheck', 'kitchen_printerhealt
     $$paper_status IN ('ok', 'low', 'out', 'jam', 'unknown')$$);
 SELECT pg_temp.kitchen_check('kitchen_printerhealthcheck', 'kitchen_printerhealthcheck_response_time_nonnegative', 'response_time_ms >= 0');
 
-CREATE INDEX IF NOT EXISTS idx_printer_checked ON kitchen_printerhealthcheck(printer_id, checked_at DESC);
-CREATE INDEX IF NOT EXISTS idx_checked ON kitchen_printerhealthcheck(checked_at DESC);
-CREATE INDEX IF NOT EXISTS idx_online_checked ON kitchen_printerhealthcheck(is_online, checked_at DESC);
+CREATE INDEX IF NOT EXISTS idx_printer_checked ON public.kitchen_printerhealthcheck(printer_id, checked_at DESC);
+CREATE INDEX IF NOT EXISTS idx_checked ON public.kitchen_printerhealthcheck(checked_at DESC);
+CREATE INDEX IF NOT EXISTS idx_online_checked ON public.kitchen_printerhealthcheck(is_online, checked_at DESC);
 
 -- The printer address kprintd connects to, as text: an inet's host part, or a POS's varchar as
 -- written (an address or a host name).
-CREATE FUNCTION kitchen_printer_host(p_address text) RETURNS text
+CREATE FUNCTION kprintd.kitchen_printer_host(p_address text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN NULLIF(btrim(regexp_replace(p_address, '/(32|128)$', '')), '');
 
-COMMENT ON FUNCTION kitchen_printer_host(text) IS
+COMMENT ON FUNCTION kprintd.kitchen_printer_host(text) IS
     'The host kprintd connects to for a printer_ip value of any type (call it with printer_ip::text): '
     'an inet''s address without its /32 or /128 mask, or a varchar''s address or host name, trimmed.';
 
-COMMENT ON TABLE kitchen_stationprinter IS
+COMMENT ON TABLE public.kitchen_stationprinter IS
     'Station -> printer routing. Active printers of a station and brand are tried in priority order (1 = primary).';
-COMMENT ON TABLE kitchen_kitchenticket IS
+COMMENT ON TABLE public.kitchen_kitchenticket IS
     'Print jobs: one ticket per station per send. Status flow: new -> printing -> printed | failed; failed -> new (retry); reprints are new rows with is_reprint.';
-COMMENT ON TABLE kitchen_kitchenticketitem IS
+COMMENT ON TABLE public.kitchen_kitchenticketitem IS
     'The bill items (and quantities) printed on a ticket.';
-COMMENT ON TABLE kitchen_kitchenticketlog IS
+COMMENT ON TABLE public.kitchen_kitchenticketlog IS
     'Immutable audit trail: one row per ticket creation and per status change, written by trigger.';
-COMMENT ON TABLE kitchen_printerhealthcheck IS
+COMMENT ON TABLE public.kitchen_printerhealthcheck IS
     'One row per health check of a printer, written by the daemon.';
-COMMENT ON COLUMN kitchen_kitchenticket.may_have_printed IS
+COMMENT ON COLUMN public.kitchen_kitchenticket.may_have_printed IS
     'True once bytes of this ticket may have reached paper; later prints carry a RETRY banner.';
-COMMENT ON COLUMN kitchen_kitchenticket.next_attempt_at IS
+COMMENT ON COLUMN public.kitchen_kitchenticket.next_attempt_at IS
     'A new ticket is due for printing once this time has passed (retry backoff).';
-COMMENT ON COLUMN kitchen_kitchenticket.lease_expires_at IS
+COMMENT ON COLUMN public.kitchen_kitchenticket.lease_expires_at IS
     'A printing ticket whose lease has expired is reclaimed and printed again with a RETRY banner.';

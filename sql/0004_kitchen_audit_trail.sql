@@ -23,7 +23,7 @@
 -- Apply with kprintd migrate, or by hand: psql -v ON_ERROR_STOP=1 --single-transaction -f <file>
 
 -- 1. Describing a change ----------------------------------------------------------------------------
-CREATE FUNCTION kitchen_describe_change(
+CREATE FUNCTION kprintd.kitchen_describe_change(
     p_action      text,
     p_actor       text,
     p_duration_ms integer DEFAULT NULL,
@@ -64,14 +64,14 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION kitchen_describe_change(text, text, integer, text, jsonb) IS
+COMMENT ON FUNCTION kprintd.kitchen_describe_change(text, text, integer, text, jsonb) IS
     'Describes the ticket status changes that follow IN THE SAME TRANSACTION (until described again or cleared) for the '
     'audit trail: sets kprintd.action, kprintd.actor, kprintd.duration_ms, kprintd.error_code and kprintd.metadata as '
     'transaction-local settings. NULL clears a setting (kitchen_describe_change(NULL, NULL) clears all). Example: '
     'SELECT kitchen_describe_change(''print_success'', ''printer_service'', 1234, NULL, ''{"attempt":1}''); UPDATE ... SET status = ''printed'' ...; '
     'Errors: 22023 invalid_parameter_value (blank or too long action/actor/error_code, negative duration, metadata not an object).';
 
-CREATE FUNCTION kitchen_change_description() RETURNS jsonb
+CREATE FUNCTION kprintd.kitchen_change_description() RETURNS jsonb
     LANGUAGE sql STABLE
     RETURN jsonb_build_object(
         'action',      NULLIF(current_setting('kprintd.action', true), ''),
@@ -80,12 +80,12 @@ CREATE FUNCTION kitchen_change_description() RETURNS jsonb
         'error_code',  NULLIF(current_setting('kprintd.error_code', true), ''),
         'metadata',    NULLIF(current_setting('kprintd.metadata', true), ''));
 
-COMMENT ON FUNCTION kitchen_change_description() IS
+COMMENT ON FUNCTION kprintd.kitchen_change_description() IS
     'The description in force for the next ticket status change of this transaction, as the raw setting texts '
     '{"action", "actor", "duration_ms", "error_code", "metadata"} (JSON null = unset). Pass it to '
     'kitchen_restore_change_description() to put it back after describing changes of your own.';
 
-CREATE FUNCTION kitchen_restore_change_description(p_saved jsonb) RETURNS void
+CREATE FUNCTION kprintd.kitchen_restore_change_description(p_saved jsonb) RETURNS void
     LANGUAGE sql VOLATILE
     BEGIN ATOMIC
         SELECT set_config('kprintd.action',      COALESCE(p_saved ->> 'action', ''), true),
@@ -95,15 +95,15 @@ CREATE FUNCTION kitchen_restore_change_description(p_saved jsonb) RETURNS void
                set_config('kprintd.metadata',    COALESCE(p_saved ->> 'metadata', ''), true);
     END;
 
-COMMENT ON FUNCTION kitchen_restore_change_description(jsonb) IS
+COMMENT ON FUNCTION kprintd.kitchen_restore_change_description(jsonb) IS
     'Puts back a description saved with kitchen_change_description() (NULL or missing keys clear that setting). '
     'kprintd''s own SQL functions use it so their descriptions do not leak into the caller''s later statements.';
 
 -- 2. Writing the log ---------------------------------------------------------------------------------
 -- SECURITY DEFINER: the log is written with the owner's rights, so application roles need no INSERT
 -- privilege on kitchen_kitchenticketlog (revoke it and they cannot forge audit rows).
-CREATE FUNCTION kitchen_ticket_audit() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+CREATE FUNCTION kprintd.kitchen_ticket_audit() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_action     text := NULLIF(btrim(current_setting('kprintd.action', true)), '');
     v_actor      text := NULLIF(btrim(current_setting('kprintd.actor', true)), '');
@@ -129,14 +129,14 @@ BEGIN
 
     IF TG_OP = 'INSERT' THEN
         v_base := jsonb_build_object(
-            'items_count', (SELECT count(*) FROM kitchen_kitchenticketitem i WHERE i.kitchen_ticket_id = NEW.id),
+            'items_count', (SELECT count(*) FROM public.kitchen_kitchenticketitem i WHERE i.kitchen_ticket_id = NEW.id),
             'bill_id', NEW.bill_id,
             'station', NEW.printer_target,
             'ticket_type', NEW.ticket_type);
         IF NEW.is_reprint THEN
             v_base := v_base || jsonb_build_object('reprint_of', NEW.original_ticket_id);
         END IF;
-        INSERT INTO kitchen_kitchenticketlog
+        INSERT INTO public.kitchen_kitchenticketlog
             (ticket_id, timestamp, old_status, new_status, action, actor,
              printer_ip, error_code, error_message, duration_ms, metadata)
         VALUES
@@ -156,7 +156,7 @@ BEGIN
     IF v_action IS NULL THEN
         v_base := v_base || jsonb_build_object('application_name', current_setting('application_name'));
     END IF;
-    INSERT INTO kitchen_kitchenticketlog
+    INSERT INTO public.kitchen_kitchenticketlog
         (ticket_id, timestamp, old_status, new_status, action, actor,
          printer_ip, error_code, error_message, duration_ms, metadata)
     VALUES
@@ -175,7 +175,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION kitchen_ticket_audit() IS
+COMMENT ON FUNCTION kprintd.kitchen_ticket_audit() IS
     'AFTER INSERT and AFTER UPDATE-of-status on kitchen_kitchenticket: writes the kitchen_kitchenticketlog row. '
     'INSERT: action ''created'', actor kprintd.actor else session_user, metadata {items_count, bill_id, station, ticket_type'
     '[, reprint_of]} plus kprintd.metadata. Status change: action kprintd.action else ''manual_update'', actor kprintd.actor '
@@ -185,17 +185,17 @@ COMMENT ON FUNCTION kitchen_ticket_audit() IS
     'timestamp is clock_timestamp(). Raises 22023 for a malformed kprintd.duration_ms or kprintd.metadata.';
 
 CREATE TRIGGER kitchen_kitchenticket_audit_insert
-    AFTER INSERT ON kitchen_kitchenticket
-    FOR EACH ROW EXECUTE FUNCTION kitchen_ticket_audit();
+    AFTER INSERT ON public.kitchen_kitchenticket
+    FOR EACH ROW EXECUTE FUNCTION kprintd.kitchen_ticket_audit();
 
 -- Not "UPDATE OF status": that would miss a status set by another BEFORE trigger.
 CREATE TRIGGER kitchen_kitchenticket_audit_status
-    AFTER UPDATE ON kitchen_kitchenticket
+    AFTER UPDATE ON public.kitchen_kitchenticket
     FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
-    EXECUTE FUNCTION kitchen_ticket_audit();
+    EXECUTE FUNCTION kprintd.kitchen_ticket_audit();
 
 -- 3. Append-only ----------------------------------------------------------------------------------
-CREATE FUNCTION kitchen_ticketlog_append_only() RETURNS trigger
+CREATE FUNCTION kprintd.kitchen_ticketlog_append_only() RETURNS trigger
     LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION 'kitchen_kitchenticketlog is an append-only audit trail: % is not allowed', TG_OP
@@ -205,22 +205,22 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION kitchen_ticketlog_append_only() IS
+COMMENT ON FUNCTION kprintd.kitchen_ticketlog_append_only() IS
     'BEFORE UPDATE/DELETE/TRUNCATE on kitchen_kitchenticketlog: always raises SQLSTATE 42501 (insufficient_privilege). '
     'The log cannot be edited or emptied by anyone; only dropping the trigger (DDL, visible in the schema) would allow it.';
 
 CREATE TRIGGER kitchen_kitchenticketlog_no_update
-    BEFORE UPDATE ON kitchen_kitchenticketlog
-    FOR EACH ROW EXECUTE FUNCTION kitchen_ticketlog_append_only();
+    BEFORE UPDATE ON public.kitchen_kitchenticketlog
+    FOR EACH ROW EXECUTE FUNCTION kprintd.kitchen_ticketlog_append_only();
 CREATE TRIGGER kitchen_kitchenticketlog_no_delete
-    BEFORE DELETE ON kitchen_kitchenticketlog
-    FOR EACH ROW EXECUTE FUNCTION kitchen_ticketlog_append_only();
+    BEFORE DELETE ON public.kitchen_kitchenticketlog
+    FOR EACH ROW EXECUTE FUNCTION kprintd.kitchen_ticketlog_append_only();
 -- Statement level too, so a statement that happens to match no row is refused as well.
 CREATE TRIGGER kitchen_kitchenticketlog_no_modify
-    BEFORE UPDATE OR DELETE OR TRUNCATE ON kitchen_kitchenticketlog
-    FOR EACH STATEMENT EXECUTE FUNCTION kitchen_ticketlog_append_only();
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON public.kitchen_kitchenticketlog
+    FOR EACH STATEMENT EXECUTE FUNCTION kprintd.kitchen_ticketlog_append_only();
 
 -- ALWAYS: also with session_replication_role = replica, the usual way to skip triggers.
-ALTER TABLE kitchen_kitchenticketlog ENABLE ALWAYS TRIGGER kitchen_kitchenticketlog_no_update;
-ALTER TABLE kitchen_kitchenticketlog ENABLE ALWAYS TRIGGER kitchen_kitchenticketlog_no_delete;
-ALTER TABLE kitchen_kitchenticketlog ENABLE ALWAYS TRIGGER kitchen_kitchenticketlog_no_modify;
+ALTER TABLE public.kitchen_kitchenticketlog ENABLE ALWAYS TRIGGER kitchen_kitchenticketlog_no_update;
+ALTER TABLE public.kitchen_kitchenticketlog ENABLE ALWAYS TRIGGER kitchen_kitchenticketlog_no_delete;
+ALTER TABLE public.kitchen_kitchenticketlog ENABLE ALWAYS TRIGGER kitchen_kitchenticketlog_no_modify;

@@ -10,7 +10,7 @@
 --
 -- Apply with kprintd migrate, or by hand: psql -v ON_ERROR_STOP=1 --single-transaction -f <file>
 
-CREATE FUNCTION kitchen_ticket_notify() RETURNS trigger
+CREATE FUNCTION kprintd.kitchen_ticket_notify() RETURNS trigger
     LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_notify('kitchen_ticket_new', json_build_object(
@@ -24,17 +24,17 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION kitchen_ticket_notify() IS
+COMMENT ON FUNCTION kprintd.kitchen_ticket_notify() IS
     'AFTER INSERT (status ''new'') and AFTER UPDATE (status changed to ''new'') on kitchen_kitchenticket: '
     'pg_notify(''kitchen_ticket_new'', ''{"ticket_id", "station", "brand_id", "store_id", "ticket_type", "due_at"}''), '
     'delivered at commit. due_at is next_attempt_at: the ticket is not due before it.';
 
 CREATE TRIGGER kitchen_kitchenticket_notify_insert
-    AFTER INSERT ON kitchen_kitchenticket
+    AFTER INSERT ON public.kitchen_kitchenticket
     FOR EACH ROW WHEN (NEW.status = 'new')
-    EXECUTE FUNCTION kitchen_ticket_notify();
+    EXECUTE FUNCTION kprintd.kitchen_ticket_notify();
 
 CREATE TRIGGER kitchen_kitchenticket_notify_status
-    AFTER UPDATE ON kitchen_kitchenticket
+    AFTER UPDATE ON public.kitchen_kitchenticket
     FOR EACH ROW WHEN (NEW.status = 'new' AND OLD.status IS DISTINCT FROM 'new')
-    EXECUTE FUNCTION kitchen_ticket_notify();
+    EXECUTE FUNCTION kprintd.kitchen_ticket_notify();

@@ -9,7 +9,7 @@
 --
 -- Apply with kprintd migrate, or by hand: psql -v ON_ERROR_STOP=1 --single-transaction -f <file>
 
-CREATE VIEW kitchen_billitem_status AS
+CREATE VIEW public.kitchen_billitem_status AS
 SELECT
     bi.id                          AS bill_item_id,
     bi.bill_id,
@@ -29,36 +29,36 @@ SELECT
         WHEN st.station IS NULL OR bi.quantity < 1 THEN 'not_printed'
         ELSE 'pending'
     END                            AS kitchen_state
-FROM kitchen_pos_billitem bi
-CROSS JOIN LATERAL (SELECT kitchen_item_station(bi.printer_target, bi.product_printer_target) AS station) st
+FROM public.kitchen_pos_billitem bi
+CROSS JOIN LATERAL (SELECT kprintd.kitchen_item_station(bi.printer_target, bi.product_printer_target) AS station) st
 LEFT JOIN LATERAL (
     SELECT kti.kitchen_ticket_id, kt.printer_target, kti.quantity
-      FROM kitchen_kitchenticketitem kti
-      JOIN kitchen_kitchenticket kt ON kt.id = kti.kitchen_ticket_id
+      FROM public.kitchen_kitchenticketitem kti
+      JOIN public.kitchen_kitchenticket kt ON kt.id = kti.kitchen_ticket_id
      WHERE kti.bill_item_id = bi.id AND NOT kti.is_reprint AND kti.ticket_type IN ('order', 'addition')
      ORDER BY kti.id
      LIMIT 1
 ) sent ON true
 LEFT JOIN LATERAL (
     SELECT kti.kitchen_ticket_id
-      FROM kitchen_kitchenticketitem kti
+      FROM public.kitchen_kitchenticketitem kti
      WHERE kti.bill_item_id = bi.id AND NOT kti.is_reprint AND kti.ticket_type = 'void'
      ORDER BY kti.id
      LIMIT 1
 ) vd ON true;
 
-COMMENT ON VIEW kitchen_billitem_status IS
+COMMENT ON VIEW public.kitchen_billitem_status IS
     'Each bill item''s kitchen state, for POS screens and for kitchen_create_tickets(). station: where it prints '
     '(item printer_target, else product''s, else ''kitchen''; NULL = ''none''). kitchen_state: ''pending'' (goes out with the '
     'next send), ''sent'' (on sent_ticket_id at sent_station), ''void_pending'' (sent, now void: the next send prints a void '
     'ticket), ''void_sent'' (void ticket void_ticket_id created), ''voided_unsent'' (voided before it was sent: never printed), '
     '''not_printed'' (station ''none'' or quantity < 1). Filter by bill_id.';
 
-CREATE FUNCTION kitchen_create_tickets(
+CREATE FUNCTION kprintd.kitchen_create_tickets(
     p_bill_id  bigint,
     p_item_ids bigint[] DEFAULT NULL,
     p_actor    text DEFAULT 'pos'
-) RETURNS SETOF kitchen_kitchenticket
+) RETURNS SETOF public.kitchen_kitchenticket
     LANGUAGE plpgsql AS $$
 DECLARE
     v_brand_id   uuid;
@@ -68,7 +68,7 @@ DECLARE
     v_saved      jsonb;
     v_group      record;
     v_type       text;
-    v_ticket     kitchen_kitchenticket;
+    v_ticket     public.kitchen_kitchenticket;
     v_all_ids    bigint[] := '{}';
     v_all_qtys   integer[] := '{}';
     v_all_lines  text[] := '{}';
@@ -92,7 +92,7 @@ BEGIN
     -- POS's writes to its bill never wait for a send.
     PERFORM pg_advisory_xact_lock(1801611628, hashint8(p_bill_id));
     SELECT b.brand_id, b.store_id INTO v_brand_id, v_store_id
-      FROM kitchen_pos_bill b WHERE b.id = p_bill_id;
+      FROM public.kitchen_pos_bill b WHERE b.id = p_bill_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'kitchen_create_tickets: bill % does not exist', p_bill_id
             USING ERRCODE = 'no_data_found';
@@ -101,7 +101,7 @@ BEGIN
     IF p_item_ids IS NOT NULL THEN
         SELECT array_agg(DISTINCT x ORDER BY x) INTO v_missing
           FROM unnest(p_item_ids) AS x
-         WHERE NOT EXISTS (SELECT 1 FROM kitchen_pos_billitem bi WHERE bi.id = x AND bi.bill_id = p_bill_id);
+         WHERE NOT EXISTS (SELECT 1 FROM public.kitchen_pos_billitem bi WHERE bi.id = x AND bi.bill_id = p_bill_id);
         IF v_missing IS NOT NULL THEN
             RAISE EXCEPTION 'kitchen_create_tickets: items % are not on bill %', v_missing, p_bill_id
                 USING ERRCODE = 'invalid_parameter_value',
@@ -111,14 +111,14 @@ BEGIN
     END IF;
 
     v_checker := EXISTS (
-        SELECT 1 FROM kitchen_stationprinter sp
+        SELECT 1 FROM public.kitchen_stationprinter sp
          WHERE sp.brand_id = v_brand_id
-           AND kitchen_normalize_station(sp.station_code) = 'checker'
+           AND kprintd.kitchen_normalize_station(sp.station_code) = 'checker'
            AND sp.is_active IS TRUE
            AND (sp.store_id IS NULL OR sp.store_id = v_store_id));
 
-    v_saved := kitchen_change_description();
-    PERFORM kitchen_describe_change(NULL, p_actor);
+    v_saved := kprintd.kitchen_change_description();
+    PERFORM kprintd.kitchen_describe_change(NULL, p_actor);
 
     BEGIN
         FOR v_group IN
@@ -126,12 +126,12 @@ BEGIN
                    array_agg(g.bill_item_id ORDER BY g.bill_item_id) AS ids,
                    array_agg(g.quantity ORDER BY g.bill_item_id) AS qtys
               FROM (SELECT s.station, 'item' AS line_type, s.bill_item_id, s.quantity
-                      FROM kitchen_billitem_status s
+                      FROM public.kitchen_billitem_status s
                      WHERE s.bill_id = p_bill_id AND s.kitchen_state = 'pending'
                        AND (p_item_ids IS NULL OR s.bill_item_id = ANY (p_item_ids))
                     UNION ALL
                     SELECT s.sent_station, 'void', s.bill_item_id, s.sent_quantity
-                      FROM kitchen_billitem_status s
+                      FROM public.kitchen_billitem_status s
                      WHERE s.bill_id = p_bill_id AND s.kitchen_state = 'void_pending'
                        AND (p_item_ids IS NULL OR s.bill_item_id = ANY (p_item_ids))) g
              GROUP BY g.station, g.line_type
@@ -139,7 +139,7 @@ BEGIN
         LOOP
             IF v_group.line_type = 'void' THEN
                 v_type := 'void';
-            ELSIF EXISTS (SELECT 1 FROM kitchen_kitchenticket kt
+            ELSIF EXISTS (SELECT 1 FROM public.kitchen_kitchenticket kt
                            WHERE kt.bill_id = p_bill_id AND kt.printer_target = v_group.station
                              AND kt.ticket_type IN ('order', 'addition') AND NOT kt.is_reprint) THEN
                 v_type := 'addition';
@@ -150,11 +150,11 @@ BEGIN
             -- Ticket and lines in one statement: the 'created' log row (an AFTER trigger, fired at
             -- the end of the statement) counts the lines.
             WITH t AS (
-                INSERT INTO kitchen_kitchenticket (bill_id, printer_target, status, ticket_type, is_reprint)
+                INSERT INTO public.kitchen_kitchenticket (bill_id, printer_target, status, ticket_type, is_reprint)
                 VALUES (p_bill_id, v_group.station, 'new', v_type, false)
                 RETURNING *
             ), lines AS (
-                INSERT INTO kitchen_kitchenticketitem
+                INSERT INTO public.kitchen_kitchenticketitem
                     (kitchen_ticket_id, bill_item_id, quantity, ticket_type, is_reprint, line_type, written_by_kprintd)
                 SELECT t.id, u.bill_item_id, u.quantity, v_type, false, v_group.line_type, true
                   FROM t, unnest(v_group.ids, v_group.qtys) WITH ORDINALITY AS u(bill_item_id, quantity, n)
@@ -170,11 +170,11 @@ BEGIN
 
         IF v_checker AND cardinality(v_all_ids) > 0 THEN
             WITH t AS (
-                INSERT INTO kitchen_kitchenticket (bill_id, printer_target, status, ticket_type, is_reprint)
+                INSERT INTO public.kitchen_kitchenticket (bill_id, printer_target, status, ticket_type, is_reprint)
                 VALUES (p_bill_id, 'checker', 'new', 'checker', false)
                 RETURNING *
             ), lines AS (
-                INSERT INTO kitchen_kitchenticketitem
+                INSERT INTO public.kitchen_kitchenticketitem
                     (kitchen_ticket_id, bill_item_id, quantity, ticket_type, is_reprint, line_type, written_by_kprintd)
                 SELECT t.id, u.bill_item_id, u.quantity, 'checker', false, u.line_type, true
                   FROM t, unnest(v_all_ids, v_all_qtys, v_all_lines)
@@ -193,12 +193,12 @@ BEGIN
                   HINT = 'Retry the transaction; the retry creates only what is still unsent.';
     END;
 
-    PERFORM kitchen_restore_change_description(v_saved);
+    PERFORM kprintd.kitchen_restore_change_description(v_saved);
     RETURN;
 END
 $$;
 
-COMMENT ON FUNCTION kitchen_create_tickets(bigint, bigint[], text) IS
+COMMENT ON FUNCTION kprintd.kitchen_create_tickets(bigint, bigint[], text) IS
     'Send to kitchen. Creates, in the caller''s transaction, one ticket per station for the bill''s unsent items '
     '(''order'' the first time a station gets items of the bill, ''addition'' after that), one ''void'' ticket per station '
     'for items sent earlier and now is_void, and one ''checker'' ticket with every line of this send when the brand has an '

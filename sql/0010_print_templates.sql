@@ -3,9 +3,9 @@
 -- The most specific row wins: (brand, station), then (brand, any station), then (any brand,
 -- station), then (any brand, any station). With no row at all the built-in defaults apply.
 
-CREATE TABLE kitchen_printtemplate (
+CREATE TABLE public.kitchen_printtemplate (
     id                  BIGSERIAL PRIMARY KEY,
-    brand_id            UUID NULL REFERENCES core_brand(id),
+    brand_id            UUID NULL REFERENCES public.core_brand(id),
     station_code        VARCHAR(50) NULL,
     header_line         TEXT NULL,
     buzzer              BOOLEAN NOT NULL DEFAULT FALSE,
@@ -21,6 +21,6 @@ CREATE TABLE kitchen_printtemplate (
     CONSTRAINT kitchen_printtemplate_one_per_scope UNIQUE NULLS NOT DISTINCT (brand_id, station_code)
 );
 
-COMMENT ON TABLE kitchen_printtemplate IS
+COMMENT ON TABLE public.kitchen_printtemplate IS
     'Ticket layout per brand and station (NULL = any). The most specific row wins; no row = defaults '
     '(no buzzer, 1 copy, large item font, CP437, partial cut).';

@@ -6,7 +6,7 @@
 -- p_store_id NULL = every store.
 
 -- Alerts ------------------------------------------------------------------------------------------
-CREATE FUNCTION kitchen_raise_alert(
+CREATE FUNCTION kprintd.kitchen_raise_alert(
     p_type      text,
     p_severity  text,
     p_message   text,
@@ -31,12 +31,12 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION kitchen_raise_alert(text, text, text, jsonb) IS
+COMMENT ON FUNCTION kprintd.kitchen_raise_alert(text, text, text, jsonb) IS
     'Send one JSON alert on NOTIFY channel kitchen_alert: {type, severity, message, at, ...details}. '
     'Delivered when the calling transaction commits.';
 
 -- Routing -----------------------------------------------------------------------------------------
-CREATE FUNCTION kitchen_route_printers(p_brand_id uuid, p_store_id uuid, p_station text)
+CREATE FUNCTION kprintd.kitchen_route_printers(p_brand_id uuid, p_store_id uuid, p_station text)
 RETURNS TABLE (
     printer_id      bigint,
     printer_name    text,
@@ -53,36 +53,36 @@ RETURNS TABLE (
     cut_mode        text
 )
 LANGUAGE sql STABLE AS $$
-    SELECT sp.id, sp.printer_name, kitchen_printer_host(sp.printer_ip::text), coalesce(sp.printer_port, 9100),
+    SELECT sp.id, sp.printer_name, kprintd.kitchen_printer_host(sp.printer_ip::text), coalesce(sp.printer_port, 9100),
            coalesce(sp.priority, 1), coalesce(sp.paper_width_mm, 80),
            coalesce(sp.chars_per_line, 32),
            tpl.header_line, coalesce(tpl.buzzer, false), coalesce(tpl.copies, 1),
            coalesce(tpl.large_item_font, true), coalesce(tpl.codepage, 'CP437'),
            coalesce(tpl.cut_mode, 'partial')
-    FROM kitchen_stationprinter sp
+    FROM public.kitchen_stationprinter sp
     LEFT JOIN LATERAL (
         SELECT t.*
-        FROM kitchen_printtemplate t
+        FROM public.kitchen_printtemplate t
         WHERE (t.brand_id = sp.brand_id OR t.brand_id IS NULL)
-          AND (kitchen_normalize_station(t.station_code) = p_station OR t.station_code IS NULL)
+          AND (kprintd.kitchen_normalize_station(t.station_code) = p_station OR t.station_code IS NULL)
         ORDER BY t.brand_id IS NULL, t.station_code IS NULL
         LIMIT 1
     ) tpl ON true
     WHERE sp.brand_id = p_brand_id
-      AND kitchen_normalize_station(sp.station_code) = p_station
+      AND kprintd.kitchen_normalize_station(sp.station_code) = p_station
       AND coalesce(sp.is_active, true)
       AND (sp.store_id IS NULL OR sp.store_id = p_store_id)
     ORDER BY coalesce(sp.priority, 1), sp.store_id IS NULL, sp.id
 $$;
 
-COMMENT ON FUNCTION kitchen_route_printers(uuid, uuid, text) IS
+COMMENT ON FUNCTION kprintd.kitchen_route_printers(uuid, uuid, text) IS
     'The active printers that may print a ticket of this brand, store and station, in the order '
     'to try them (priority, store-specific before brand-wide), with their ticket layout.';
 
 -- The document a ticket prints ---------------------------------------------------------------------
 -- PL/pgSQL, not SQL: PostgreSQL caches a PL/pgSQL statement's plan, while a SQL function with a
 -- FROM clause is planned again on every call (0.5 ms of every claim).
-CREATE FUNCTION kitchen_ticket_document(p_ticket_id bigint) RETURNS jsonb
+CREATE FUNCTION kprintd.kitchen_ticket_document(p_ticket_id bigint) RETURNS jsonb
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
     RETURN (SELECT jsonb_build_object(
@@ -108,7 +108,7 @@ BEGIN
                        'name', coalesce(bi.product_name, '?'),
                        'notes', coalesce(bi.notes, ''),
                        'is_void', kti.line_type = 'void',
-                       'station', coalesce(kitchen_item_station(bi.printer_target, bi.product_printer_target),
+                       'station', coalesce(kprintd.kitchen_item_station(bi.printer_target, bi.product_printer_target),
                                            'none'),
                        'modifiers', (
                            SELECT coalesce(jsonb_agg(
@@ -125,23 +125,23 @@ BEGIN
                                    ELSE coalesce(jsonb_build_array(bi.modifiers), '[]')
                                END) m)
                    ) ORDER BY bi.id)
-            FROM kitchen_kitchenticketitem kti
-            JOIN kitchen_pos_billitem bi ON bi.id = kti.bill_item_id
+            FROM public.kitchen_kitchenticketitem kti
+            JOIN public.kitchen_pos_billitem bi ON bi.id = kti.bill_item_id
             WHERE kti.kitchen_ticket_id = t.id
         ), '[]'))
-    FROM kitchen_kitchenticket t
-    JOIN kitchen_pos_bill b ON b.id = t.bill_id
+    FROM public.kitchen_kitchenticket t
+    JOIN public.kitchen_pos_bill b ON b.id = t.bill_id
     WHERE t.id = p_ticket_id);
 END;
 $$;
 
-COMMENT ON FUNCTION kitchen_ticket_document(bigint) IS
+COMMENT ON FUNCTION kprintd.kitchen_ticket_document(bigint) IS
     'Everything printed on a ticket, as JSON: bill header, ticket kind, reprint/retry marks and the '
     'lines (quantity, product name, modifiers as text, notes, item station, is_void). NULL if no such '
     'ticket.';
 
 -- Claiming ----------------------------------------------------------------------------------------
-CREATE FUNCTION kitchen_claim_print_jobs(
+CREATE FUNCTION kprintd.kitchen_claim_print_jobs(
     p_daemon         text,
     p_lease_seconds  double precision,
     p_brand_id       uuid,
@@ -152,17 +152,17 @@ CREATE FUNCTION kitchen_claim_print_jobs(
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
-    v_saved jsonb := kitchen_change_description();
+    v_saved jsonb := kprintd.kitchen_change_description();
 BEGIN
     IF coalesce(btrim(p_daemon), '') = '' THEN
         RAISE EXCEPTION 'a daemon id is required to claim tickets' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM kitchen_describe_change('print_start', 'printer_service', NULL, NULL,
+    PERFORM kprintd.kitchen_describe_change('print_start', 'printer_service', NULL, NULL,
                                     jsonb_build_object('daemon', p_daemon));
     RETURN QUERY
     WITH due AS (
         SELECT t.id
-        FROM kitchen_kitchenticket t
+        FROM public.kitchen_kitchenticket t
         WHERE t.status = 'new'
           AND t.print_attempts < t.max_retries
           AND t.next_attempt_at <= now()
@@ -173,7 +173,7 @@ BEGIN
         LIMIT greatest(p_limit, 1)
         FOR UPDATE SKIP LOCKED
     ), claimed AS (
-        UPDATE kitchen_kitchenticket t
+        UPDATE public.kitchen_kitchenticket t
         SET status = 'printing',
             claimed_by = p_daemon,
             lease_expires_at = now() + make_interval(secs => p_lease_seconds),
@@ -182,24 +182,24 @@ BEGIN
         WHERE t.id = due.id
         RETURNING t.id, t.print_attempts, t.max_retries, t.created_at
     )
-    SELECT c.id, c.print_attempts, c.max_retries, kitchen_ticket_document(c.id)
+    SELECT c.id, c.print_attempts, c.max_retries, kprintd.kitchen_ticket_document(c.id)
     FROM claimed c
     ORDER BY c.created_at, c.id;
-    PERFORM kitchen_restore_change_description(v_saved);
+    PERFORM kprintd.kitchen_restore_change_description(v_saved);
 END;
 $$;
 
-COMMENT ON FUNCTION kitchen_claim_print_jobs(text, double precision, uuid, uuid, text, integer) IS
+COMMENT ON FUNCTION kprintd.kitchen_claim_print_jobs(text, double precision, uuid, uuid, text, integer) IS
     'Claim up to p_limit due tickets of one route (brand, store, station), oldest first, skipping '
     'rows another daemon holds: status printing, a lease for p_daemon, one more print attempt. '
     'Returns each ticket''s printable document. Commit before printing.';
 
-CREATE FUNCTION kitchen_route_next_due(p_brand_id uuid, p_store_id uuid, p_station text)
+CREATE FUNCTION kprintd.kitchen_route_next_due(p_brand_id uuid, p_store_id uuid, p_station text)
 RETURNS timestamp with time zone
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
     RETURN (SELECT min(t.next_attempt_at)
-            FROM kitchen_kitchenticket t
+            FROM public.kitchen_kitchenticket t
             WHERE t.status = 'new'
               AND t.print_attempts < t.max_retries
               AND t.printer_target = p_station
@@ -208,14 +208,14 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION kitchen_route_next_due(uuid, uuid, text) IS
+COMMENT ON FUNCTION kprintd.kitchen_route_next_due(uuid, uuid, text) IS
     'When the next ticket of this route becomes due (NULL: none waiting).';
 
-CREATE FUNCTION kitchen_due_routes(p_brand_ids uuid[] DEFAULT NULL, p_store_id uuid DEFAULT NULL)
+CREATE FUNCTION kprintd.kitchen_due_routes(p_brand_ids uuid[] DEFAULT NULL, p_store_id uuid DEFAULT NULL)
 RETURNS TABLE (brand_id uuid, store_id uuid, station text, waiting bigint, next_due_at timestamptz)
 LANGUAGE sql STABLE AS $$
     SELECT t.brand_id, t.store_id, t.printer_target::text, count(*), min(t.next_attempt_at)
-    FROM kitchen_kitchenticket t
+    FROM public.kitchen_kitchenticket t
     WHERE t.status = 'new'
       AND t.print_attempts < t.max_retries
       AND (coalesce(cardinality(p_brand_ids), 0) = 0 OR t.brand_id = ANY (p_brand_ids))
@@ -223,12 +223,12 @@ LANGUAGE sql STABLE AS $$
     GROUP BY t.brand_id, t.store_id, t.printer_target
 $$;
 
-COMMENT ON FUNCTION kitchen_due_routes(uuid[], uuid) IS
+COMMENT ON FUNCTION kprintd.kitchen_due_routes(uuid[], uuid) IS
     'The routes (brand, store, station) with tickets waiting to print, within a daemon''s scope, '
     'with how many wait and when the first is due. The daemon scans this at start and on its sweep.';
 
 -- Recording outcomes ------------------------------------------------------------------------------
-CREATE FUNCTION kitchen_finish_print_jobs(
+CREATE FUNCTION kprintd.kitchen_finish_print_jobs(
     p_daemon            text,
     p_results           jsonb,
     p_printer_failures  jsonb DEFAULT '[]'
@@ -237,18 +237,18 @@ LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     r           jsonb;
-    v_ticket    kitchen_kitchenticket%ROWTYPE;
+    v_ticket    public.kitchen_kitchenticket%ROWTYPE;
     v_id        bigint;
     v_outcome   text;
     v_meta      jsonb;
     v_refund    integer;
     v_recorded  boolean;
     v_printed   bigint[] := '{}';
-    v_saved     jsonb := kitchen_change_description();
+    v_saved     jsonb := kprintd.kitchen_change_description();
 BEGIN
     -- Printers that refused, timed out or lied during these attempts, ticket printed or not:
     -- one UPDATE per printer, whatever the number of tickets.
-    UPDATE kitchen_stationprinter sp
+    UPDATE public.kitchen_stationprinter sp
     SET failed_prints = sp.failed_prints + f.failures,
         last_error_at = now(),
         last_error_message = f.last_message,
@@ -273,11 +273,11 @@ BEGIN
         -- Each UPDATE below only touches a ticket this daemon still holds. NOT FOUND means the
         -- lease expired and the ticket moved on without us; its new owner records it.
         IF v_outcome = 'printed' THEN
-            PERFORM kitchen_describe_change('print_success', 'printer_service',
+            PERFORM kprintd.kitchen_describe_change('print_success', 'printer_service',
                                             (r ->> 'duration_ms')::integer, NULL, v_meta);
-            UPDATE kitchen_kitchenticket t
+            UPDATE public.kitchen_kitchenticket t
             SET status = 'printed', printed_at = now(),
-                printer_ip = (SELECT sp.printer_ip FROM kitchen_stationprinter sp
+                printer_ip = (SELECT sp.printer_ip FROM public.kitchen_stationprinter sp
                               WHERE sp.id = (r ->> 'printer_id')::bigint),
                 printer_id = (r ->> 'printer_id')::bigint,
                 claimed_by = NULL, lease_expires_at = NULL
@@ -291,8 +291,8 @@ BEGIN
 
         ELSIF v_outcome = 'released' THEN
             -- Claimed but never sent (shutdown): give the attempt back.
-            PERFORM kitchen_describe_change('claim_released', 'printer_service', NULL, NULL, v_meta);
-            UPDATE kitchen_kitchenticket t
+            PERFORM kprintd.kitchen_describe_change('claim_released', 'printer_service', NULL, NULL, v_meta);
+            UPDATE public.kitchen_kitchenticket t
             SET status = 'new', print_attempts = greatest(t.print_attempts - 1, 0),
                 claimed_by = NULL, lease_expires_at = NULL, next_attempt_at = now()
             WHERE t.id = v_id AND t.status = 'printing' AND t.claimed_by = p_daemon
@@ -302,15 +302,15 @@ BEGIN
 
         ELSIF v_outcome = 'failed' THEN
             v_refund := CASE WHEN coalesce((r ->> 'refund_attempt')::boolean, false) THEN 1 ELSE 0 END;
-            PERFORM kitchen_describe_change('print_failed', 'printer_service',
+            PERFORM kprintd.kitchen_describe_change('print_failed', 'printer_service',
                                             (r ->> 'duration_ms')::integer, r ->> 'error_code',
                                             v_meta);
-            UPDATE kitchen_kitchenticket t
+            UPDATE public.kitchen_kitchenticket t
             SET status = 'failed',
                 error_message = r ->> 'error_message',
                 error_code = r ->> 'error_code',
                 last_error_at = now(),
-                printer_ip = coalesce((SELECT sp.printer_ip FROM kitchen_stationprinter sp
+                printer_ip = coalesce((SELECT sp.printer_ip FROM public.kitchen_stationprinter sp
                                        WHERE sp.id = (r ->> 'printer_id')::bigint), t.printer_ip),
                 may_have_printed = t.may_have_printed
                                    OR coalesce((r ->> 'may_have_printed')::boolean, false),
@@ -320,10 +320,10 @@ BEGIN
             v_recorded := FOUND;
             IF v_recorded AND v_ticket.print_attempts - v_refund < v_ticket.max_retries
                AND coalesce((r ->> 'retryable')::boolean, true) THEN
-                PERFORM kitchen_describe_change('retry', 'printer_service', NULL, r ->> 'error_code',
+                PERFORM kprintd.kitchen_describe_change('retry', 'printer_service', NULL, r ->> 'error_code',
                     v_meta || jsonb_build_object('retry_in_s', (r ->> 'retry_delay_s')::numeric,
                                                  'attempt_given_back', v_refund = 1));
-                UPDATE kitchen_kitchenticket t
+                UPDATE public.kitchen_kitchenticket t
                 SET status = 'new',
                     print_attempts = t.print_attempts - v_refund,
                     next_attempt_at = now()
@@ -331,11 +331,11 @@ BEGIN
                 WHERE t.id = v_id;
                 final_status := 'new';
             ELSIF v_recorded THEN
-                PERFORM kitchen_raise_alert('ticket_failed', 'critical',
+                PERFORM kprintd.kitchen_raise_alert('ticket_failed', 'critical',
                     format('Ticket %s for %s (bill %s) could not be printed: %s. Print it again with '
                            'kitchen_reset_ticket(%s, ...) once a printer works.',
                            v_ticket.id, v_ticket.printer_target,
-                           (SELECT b.bill_number FROM kitchen_pos_bill b WHERE b.id = v_ticket.bill_id),
+                           (SELECT b.bill_number FROM public.kitchen_pos_bill b WHERE b.id = v_ticket.bill_id),
                            coalesce(r ->> 'error_message', 'unknown error'), v_ticket.id),
                     jsonb_build_object('ticket_id', v_ticket.id, 'bill_id', v_ticket.bill_id,
                                        'station', v_ticket.printer_target,
@@ -355,16 +355,16 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 
-    UPDATE kitchen_stationprinter sp
+    UPDATE public.kitchen_stationprinter sp
     SET total_prints = sp.total_prints + c.prints, last_print_at = now(), updated_at = now()
     FROM (SELECT id, count(*) AS prints FROM unnest(v_printed) AS id GROUP BY id) c
     WHERE sp.id = c.id;
 
-    PERFORM kitchen_restore_change_description(v_saved);
+    PERFORM kprintd.kitchen_restore_change_description(v_saved);
 END;
 $$;
 
-COMMENT ON FUNCTION kitchen_finish_print_jobs(text, jsonb, jsonb) IS
+COMMENT ON FUNCTION kprintd.kitchen_finish_print_jobs(text, jsonb, jsonb) IS
     'Record what happened to tickets p_daemon claimed. p_results: [{ticket_id, outcome: printed | '
     'failed | released, attempt, printer_id, printer_name, printer_ip, duration_ms, bytes, error_code, '
     'error_message, may_have_printed, retryable, retry_delay_s, refund_attempt}]. A failed ticket '
@@ -374,19 +374,19 @@ COMMENT ON FUNCTION kitchen_finish_print_jobs(text, jsonb, jsonb) IS
     'no longer held by p_daemon are left alone (recorded = false).';
 
 -- Leases ------------------------------------------------------------------------------------------
-CREATE FUNCTION kitchen_reclaim_expired_leases(
+CREATE FUNCTION kprintd.kitchen_reclaim_expired_leases(
     p_brand_ids uuid[] DEFAULT NULL,
     p_store_id  uuid DEFAULT NULL
 ) RETURNS integer
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
-    v_ticket    kitchen_kitchenticket%ROWTYPE;
+    v_ticket    public.kitchen_kitchenticket%ROWTYPE;
     v_count     integer := 0;
-    v_saved     jsonb := kitchen_change_description();
+    v_saved     jsonb := kprintd.kitchen_change_description();
 BEGIN
     FOR v_ticket IN
-        SELECT * FROM kitchen_kitchenticket t
+        SELECT * FROM public.kitchen_kitchenticket t
         WHERE t.status = 'printing'
           AND (t.lease_expires_at IS NULL OR t.lease_expires_at < now())
           AND (coalesce(cardinality(p_brand_ids), 0) = 0 OR t.brand_id = ANY (p_brand_ids))
@@ -396,24 +396,24 @@ BEGIN
     LOOP
         -- Whoever held it may have sent some or all of it: any later print is marked RETRY.
         IF v_ticket.print_attempts < v_ticket.max_retries THEN
-            PERFORM kitchen_describe_change('retry', 'printer_service', NULL, 'lease_expired',
+            PERFORM kprintd.kitchen_describe_change('retry', 'printer_service', NULL, 'lease_expired',
                 jsonb_build_object('reason', 'lease_expired', 'claimed_by', v_ticket.claimed_by,
                                    'attempt', v_ticket.print_attempts));
-            UPDATE kitchen_kitchenticket t
+            UPDATE public.kitchen_kitchenticket t
             SET status = 'new', may_have_printed = true, claimed_by = NULL,
                 lease_expires_at = NULL, next_attempt_at = now()
             WHERE t.id = v_ticket.id;
         ELSE
-            PERFORM kitchen_describe_change('print_failed', 'printer_service', NULL, 'lease_expired',
+            PERFORM kprintd.kitchen_describe_change('print_failed', 'printer_service', NULL, 'lease_expired',
                 jsonb_build_object('reason', 'lease_expired', 'claimed_by', v_ticket.claimed_by,
                                    'attempt', v_ticket.print_attempts));
-            UPDATE kitchen_kitchenticket t
+            UPDATE public.kitchen_kitchenticket t
             SET status = 'failed', may_have_printed = true, claimed_by = NULL,
                 lease_expires_at = NULL, error_code = 'lease_expired', last_error_at = now(),
                 error_message = format('the printer service holding it (%s) stopped answering '
                                        'on its last attempt', coalesce(v_ticket.claimed_by, '?'))
             WHERE t.id = v_ticket.id;
-            PERFORM kitchen_raise_alert('ticket_failed', 'critical',
+            PERFORM kprintd.kitchen_raise_alert('ticket_failed', 'critical',
                 format('Ticket %s for %s may not have printed: the printer service stopped on its '
                        'last attempt. Check the printer and reprint if needed.',
                        v_ticket.id, v_ticket.printer_target),
@@ -423,12 +423,12 @@ BEGIN
         END IF;
         v_count := v_count + 1;
     END LOOP;
-    PERFORM kitchen_restore_change_description(v_saved);
+    PERFORM kprintd.kitchen_restore_change_description(v_saved);
     RETURN v_count;
 END;
 $$;
 
-COMMENT ON FUNCTION kitchen_reclaim_expired_leases(uuid[], uuid) IS
+COMMENT ON FUNCTION kprintd.kitchen_reclaim_expired_leases(uuid[], uuid) IS
     'Tickets left in printing by a daemon that died or hung (lease expired, or no lease at all): '
     'back to new marked may_have_printed (they print again with a RETRY banner), or failed with '
     'an alert when no attempt is left. Returns how many were reclaimed. Run by every daemon.';

@@ -8,7 +8,7 @@
 -- on the benchmark machine, and every ticket waits for this function before it can print.
 -- Nothing to validate here: the description is made of constants and the daemon id.
 
-CREATE OR REPLACE FUNCTION kitchen_claim_print_jobs(
+CREATE OR REPLACE FUNCTION kprintd.kitchen_claim_print_jobs(
     p_daemon         text,
     p_lease_seconds  double precision,
     p_brand_id       uuid,
@@ -36,7 +36,7 @@ BEGIN
     RETURN QUERY
     WITH due AS (
         SELECT t.id
-        FROM kitchen_kitchenticket t
+        FROM public.kitchen_kitchenticket t
         WHERE t.status = 'new'
           AND t.print_attempts < t.max_retries
           AND t.next_attempt_at <= now()
@@ -47,7 +47,7 @@ BEGIN
         LIMIT greatest(p_limit, 1)
         FOR UPDATE SKIP LOCKED
     ), claimed AS (
-        UPDATE kitchen_kitchenticket t
+        UPDATE public.kitchen_kitchenticket t
         SET status = 'printing',
             claimed_by = p_daemon,
             lease_expires_at = now() + make_interval(secs => p_lease_seconds),
@@ -56,7 +56,7 @@ BEGIN
         WHERE t.id = due.id
         RETURNING t.id, t.print_attempts, t.max_retries, t.created_at
     )
-    SELECT c.id, c.print_attempts, c.max_retries, kitchen_ticket_document(c.id)
+    SELECT c.id, c.print_attempts, c.max_retries, kprintd.kitchen_ticket_document(c.id)
     FROM claimed c
     ORDER BY c.created_at, c.id;
     -- An unset setting reads as NULL or ''; both mean unset to the audit trigger.
@@ -68,7 +68,7 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION kitchen_claim_print_jobs(text, double precision, uuid, uuid, text, integer) IS
+COMMENT ON FUNCTION kprintd.kitchen_claim_print_jobs(text, double precision, uuid, uuid, text, integer) IS
     'Claim up to p_limit due tickets of one route (brand, store, station), oldest first, skipping '
     'rows another daemon holds: status printing, a lease for p_daemon, one more print attempt, '
     'logged as print_start by printer_service. Returns each ticket''s printable document. The '

@@ -6,7 +6,7 @@
 --
 -- Apply with kprintd migrate, or by hand: psql -v ON_ERROR_STOP=1 --single-transaction -f <file>
 
-CREATE FUNCTION kitchen_status_report(p_brand_ids uuid[] DEFAULT NULL, p_store_id uuid DEFAULT NULL)
+CREATE FUNCTION kprintd.kitchen_status_report(p_brand_ids uuid[] DEFAULT NULL, p_store_id uuid DEFAULT NULL)
 RETURNS jsonb
     LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -32,8 +32,8 @@ BEGIN
                'last_error_message', s.last_error_message)
                ORDER BY br.name, s.station, s.priority, s.printer_id), '[]')
       INTO v_printers
-      FROM kitchen_printer_status s
-      LEFT JOIN kitchen_pos_brand br ON br.id = s.brand_id
+      FROM public.kitchen_printer_status s
+      LEFT JOIN public.kitchen_pos_brand br ON br.id = s.brand_id
      WHERE s.is_active
        AND (v_all_brands OR s.brand_id = ANY (p_brand_ids))
        AND (p_store_id IS NULL OR s.store_id IS NULL OR s.store_id = p_store_id);
@@ -45,8 +45,8 @@ BEGIN
                'oldest_waiting_since', q.oldest_waiting_since)
                ORDER BY br.name, q.station, q.store_id), '[]')
       INTO v_queues
-      FROM kitchen_station_queue q
-      LEFT JOIN kitchen_pos_brand br ON br.id = q.brand_id
+      FROM public.kitchen_station_queue q
+      LEFT JOIN public.kitchen_pos_brand br ON br.id = q.brand_id
      WHERE (v_all_brands OR q.brand_id = ANY (p_brand_ids))
        AND (p_store_id IS NULL OR q.store_id = p_store_id);
 
@@ -58,7 +58,7 @@ BEGIN
                ORDER BY f.failed_at DESC, f.ticket_id DESC) FILTER (WHERE f.n <= 10), '[]')
       INTO v_failed_n, v_failed
       FROM (SELECT ft.*, row_number() OVER (ORDER BY ft.failed_at DESC, ft.ticket_id DESC) AS n
-              FROM kitchen_failed_tickets ft
+              FROM public.kitchen_failed_tickets ft
              WHERE ft.failed_at > now() - interval '24 hours'
                AND (v_all_brands OR ft.brand_id = ANY (p_brand_ids))
                AND (p_store_id IS NULL OR ft.store_id = p_store_id)) f;
@@ -71,7 +71,7 @@ BEGIN
                ORDER BY st.stuck_since, st.ticket_id) FILTER (WHERE st.n <= 10), '[]')
       INTO v_stuck_n, v_stuck
       FROM (SELECT k.*, row_number() OVER (ORDER BY k.stuck_since, k.ticket_id) AS n
-              FROM kitchen_stuck_tickets k
+              FROM public.kitchen_stuck_tickets k
              WHERE (v_all_brands OR k.brand_id = ANY (p_brand_ids))
                AND (p_store_id IS NULL OR k.store_id = p_store_id)) st;
 
@@ -84,7 +84,7 @@ BEGIN
                ORDER BY d.state <> 'alive', d.last_seen_at DESC), '[]'),
            coalesce(bool_or(d.state = 'alive'), false)
       INTO v_daemons, v_live
-      FROM kitchen_daemon_status d
+      FROM public.kitchen_daemon_status d
      WHERE (d.state = 'alive' OR d.last_seen_at > now() - interval '1 day')
        AND (d.store_id IS NULL OR p_store_id IS NULL OR d.store_id = p_store_id)
        AND (cardinality(d.brand_ids) = 0 OR v_all_brands OR d.brand_ids && p_brand_ids);
@@ -133,7 +133,7 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION kitchen_status_report(uuid[], uuid) IS
+COMMENT ON FUNCTION kprintd.kitchen_status_report(uuid[], uuid) IS
     'Summary for kprintd status, as JSON: {generated_at, scope, daemons (heartbeats of daemons whose '
     'scope overlaps, alive first), printers (active printers in scope with their latest check, '
     'kitchen_printer_status), queues (kitchen_station_queue), failed_24h and failed_tickets (the 10 '

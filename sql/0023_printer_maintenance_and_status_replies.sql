@@ -28,17 +28,17 @@
 --
 -- Apply with kprintd migrate, or by hand: psql -v ON_ERROR_STOP=1 --single-transaction -f <file>
 
-ALTER TABLE kitchen_stationprinter ADD COLUMN answers_status BOOLEAN NOT NULL DEFAULT TRUE;
+ALTER TABLE public.kitchen_stationprinter ADD COLUMN answers_status BOOLEAN NOT NULL DEFAULT TRUE;
 
-COMMENT ON COLUMN kitchen_stationprinter.answers_status IS
+COMMENT ON COLUMN public.kitchen_stationprinter.answers_status IS
     'kprintd: false for a printer (or print server) that never answers DLE EOT status requests. Its '
     'tickets are then sent without asking and count as printed once its connection took every byte; '
     'paper out, an open cover or a jam cannot be detected on it, and its health check only connects. '
     'Default true: status is asked before and after every ticket.';
 
-CREATE TABLE kitchen_stationprinterschedule (
+CREATE TABLE public.kitchen_stationprinterschedule (
     id          BIGSERIAL PRIMARY KEY,
-    printer_id  BIGINT NOT NULL REFERENCES kitchen_stationprinter(id) ON DELETE CASCADE,
+    printer_id  BIGINT NOT NULL REFERENCES public.kitchen_stationprinter(id) ON DELETE CASCADE,
     starts_at   TIMESTAMP WITH TIME ZONE NOT NULL,
     ends_at     TIMESTAMP WITH TIME ZONE NOT NULL,
     reason      TEXT NULL,
@@ -50,30 +50,30 @@ CREATE TABLE kitchen_stationprinterschedule (
 
 -- The daemon asks "which window of this printer has not ended yet?" on every route refresh.
 CREATE INDEX idx_stationprinterschedule_printer_ends
-    ON kitchen_stationprinterschedule (printer_id, ends_at);
+    ON public.kitchen_stationprinterschedule (printer_id, ends_at);
 
-COMMENT ON TABLE kitchen_stationprinterschedule IS
+COMMENT ON TABLE public.kitchen_stationprinterschedule IS
     'Planned maintenance windows (the spec''s StationPrinterSchedule): from starts_at until ends_at '
     'the printer gets no tickets and no health checks. Its station''s tickets go to its other '
     'printers, or wait for the window to end when all are in maintenance. Windows may overlap; '
     'delete or update a row to cancel or move a window.';
-COMMENT ON COLUMN kitchen_stationprinterschedule.printer_id IS
+COMMENT ON COLUMN public.kitchen_stationprinterschedule.printer_id IS
     'The printer (kitchen_stationprinter.id); its windows are deleted with it.';
-COMMENT ON COLUMN kitchen_stationprinterschedule.starts_at IS
+COMMENT ON COLUMN public.kitchen_stationprinterschedule.starts_at IS
     'Start of the window (inclusive).';
-COMMENT ON COLUMN kitchen_stationprinterschedule.ends_at IS
+COMMENT ON COLUMN public.kitchen_stationprinterschedule.ends_at IS
     'End of the window (exclusive); must be after starts_at.';
-COMMENT ON COLUMN kitchen_stationprinterschedule.reason IS
+COMMENT ON COLUMN public.kitchen_stationprinterschedule.reason IS
     'Why, in words for the kitchen and the audit (e.g. ''cutter replaced'').';
-COMMENT ON COLUMN kitchen_stationprinterschedule.created_by IS
+COMMENT ON COLUMN public.kitchen_stationprinterschedule.created_by IS
     'Who booked it, e.g. ''it:andi'' or ''manager:siti''.';
 
 -- One printer's current or next window --------------------------------------------------------------
-CREATE FUNCTION kitchen_printer_maintenance(p_printer_id bigint, p_at timestamptz DEFAULT now())
+CREATE FUNCTION kprintd.kitchen_printer_maintenance(p_printer_id bigint, p_at timestamptz DEFAULT now())
 RETURNS TABLE (starts_at timestamptz, ends_at timestamptz, reason text)
 LANGUAGE sql STABLE AS $$
     SELECT m.starts_at, m.ends_at, m.reason
-    FROM kitchen_stationprinterschedule m
+    FROM public.kitchen_stationprinterschedule m
     WHERE m.printer_id = p_printer_id
       AND m.ends_at > p_at
     -- The window in force (the one ending last, if several overlap), else the next to start.
@@ -83,15 +83,15 @@ LANGUAGE sql STABLE AS $$
     LIMIT 1
 $$;
 
-COMMENT ON FUNCTION kitchen_printer_maintenance(bigint, timestamptz) IS
+COMMENT ON FUNCTION kprintd.kitchen_printer_maintenance(bigint, timestamptz) IS
     'The printer''s maintenance window in force at p_at (default now; of overlapping ones, the one '
     'ending last), else its next one; no row when none is planned. starts_at <= p_at means the '
     'printer is in maintenance until ends_at.';
 
 -- Routing: the printers of a route, with their windows (a new result column: drop, create) ----------
-DROP FUNCTION kitchen_route_printers(uuid, uuid, text);
+DROP FUNCTION kprintd.kitchen_route_printers(uuid, uuid, text);
 
-CREATE FUNCTION kitchen_route_printers(p_brand_id uuid, p_store_id uuid, p_station text)
+CREATE FUNCTION kprintd.kitchen_route_printers(p_brand_id uuid, p_store_id uuid, p_station text)
 RETURNS TABLE (
     printer_id        bigint,
     printer_name      text,
@@ -112,31 +112,31 @@ RETURNS TABLE (
     answers_status    boolean
 )
 LANGUAGE sql STABLE AS $$
-    SELECT sp.id, sp.printer_name, kitchen_printer_host(sp.printer_ip::text), coalesce(sp.printer_port, 9100),
+    SELECT sp.id, sp.printer_name, kprintd.kitchen_printer_host(sp.printer_ip::text), coalesce(sp.printer_port, 9100),
            coalesce(sp.priority, 1), coalesce(sp.paper_width_mm, 80),
            coalesce(sp.chars_per_line, 32),
            tpl.header_line, coalesce(tpl.buzzer, false), coalesce(tpl.copies, 1),
            coalesce(tpl.large_item_font, true), coalesce(tpl.codepage, 'CP437'),
            coalesce(tpl.cut_mode, 'partial'), tpl.time_zone,
            mw.starts_at, mw.ends_at, sp.answers_status
-    FROM kitchen_stationprinter sp
+    FROM public.kitchen_stationprinter sp
     LEFT JOIN LATERAL (
         SELECT t.*
-        FROM kitchen_printtemplate t
+        FROM public.kitchen_printtemplate t
         WHERE (t.brand_id = sp.brand_id OR t.brand_id IS NULL)
-          AND (kitchen_normalize_station(t.station_code) = p_station OR t.station_code IS NULL)
+          AND (kprintd.kitchen_normalize_station(t.station_code) = p_station OR t.station_code IS NULL)
         ORDER BY t.brand_id IS NULL, t.station_code IS NULL
         LIMIT 1
     ) tpl ON true
-    LEFT JOIN LATERAL kitchen_printer_maintenance(sp.id) mw ON true
+    LEFT JOIN LATERAL kprintd.kitchen_printer_maintenance(sp.id) mw ON true
     WHERE sp.brand_id = p_brand_id
-      AND kitchen_normalize_station(sp.station_code) = p_station
+      AND kprintd.kitchen_normalize_station(sp.station_code) = p_station
       AND coalesce(sp.is_active, true)
       AND (sp.store_id IS NULL OR sp.store_id = p_store_id)
     ORDER BY coalesce(sp.priority, 1), sp.store_id IS NULL, sp.id
 $$;
 
-COMMENT ON FUNCTION kitchen_route_printers(uuid, uuid, text) IS
+COMMENT ON FUNCTION kprintd.kitchen_route_printers(uuid, uuid, text) IS
     'The active printers that may print a ticket of this brand, store and station, in the order '
     'to try them (priority, store-specific before brand-wide), with their ticket layout (from the '
     'most specific kitchen_printtemplate row, time_zone NULL = the daemon machine''s zone) and '
@@ -146,9 +146,9 @@ COMMENT ON FUNCTION kitchen_route_printers(uuid, uuid, text) IS
 
 -- Health checks leave a printer in maintenance alone, and only connect to one that never answers
 -- its status (a new result column: drop, create) ---------------------------------------------------
-DROP FUNCTION kitchen_health_printers(uuid[], uuid);
+DROP FUNCTION kprintd.kitchen_health_printers(uuid[], uuid);
 
-CREATE FUNCTION kitchen_health_printers(p_brand_ids uuid[] DEFAULT NULL, p_store_id uuid DEFAULT NULL)
+CREATE FUNCTION kprintd.kitchen_health_printers(p_brand_ids uuid[] DEFAULT NULL, p_store_id uuid DEFAULT NULL)
 RETURNS TABLE (
     printer_id     bigint,
     printer_name   text,
@@ -160,18 +160,18 @@ RETURNS TABLE (
     answers_status boolean
 )
     LANGUAGE sql STABLE AS $$
-    SELECT sp.id, sp.printer_name, kitchen_printer_host(sp.printer_ip::text), coalesce(sp.printer_port, 9100),
-           sp.brand_id, sp.store_id, kitchen_normalize_station(sp.station_code), sp.answers_status
-    FROM kitchen_stationprinter sp
+    SELECT sp.id, sp.printer_name, kprintd.kitchen_printer_host(sp.printer_ip::text), coalesce(sp.printer_port, 9100),
+           sp.brand_id, sp.store_id, kprintd.kitchen_normalize_station(sp.station_code), sp.answers_status
+    FROM public.kitchen_stationprinter sp
     WHERE coalesce(sp.is_active, true)
       AND (coalesce(cardinality(p_brand_ids), 0) = 0 OR sp.brand_id = ANY (p_brand_ids))
       AND (p_store_id IS NULL OR sp.store_id IS NULL OR sp.store_id = p_store_id)
-      AND NOT EXISTS (SELECT 1 FROM kitchen_stationprinterschedule m
+      AND NOT EXISTS (SELECT 1 FROM public.kitchen_stationprinterschedule m
                       WHERE m.printer_id = sp.id AND m.starts_at <= now() AND m.ends_at > now())
     ORDER BY sp.id
 $$;
 
-COMMENT ON FUNCTION kitchen_health_printers(uuid[], uuid) IS
+COMMENT ON FUNCTION kprintd.kitchen_health_printers(uuid[], uuid) IS
     'The active printers a daemon of this scope checks (p_brand_ids NULL or empty = every brand; '
     'p_store_id NULL = every store, otherwise that store''s printers and the brand-wide ones), with '
     'their address, normalized station code and whether they answer status requests (false: the '
@@ -179,14 +179,14 @@ COMMENT ON FUNCTION kitchen_health_printers(uuid[], uuid) IS
     'left out: nobody is alerted about a printer unplugged on purpose.';
 
 -- Views ------------------------------------------------------------------------------------------------
-CREATE VIEW kitchen_printer_maintenance AS
+CREATE VIEW public.kitchen_printer_maintenance AS
 SELECT m.id AS schedule_id,
        m.printer_id,
        sp.brand_id,
        sp.store_id,
-       kitchen_normalize_station(sp.station_code) AS station,
+       kprintd.kitchen_normalize_station(sp.station_code) AS station,
        sp.printer_name,
-       kitchen_printer_host(sp.printer_ip::text) || ':' || coalesce(sp.printer_port, 9100) AS address,
+       kprintd.kitchen_printer_host(sp.printer_ip::text) || ':' || coalesce(sp.printer_port, 9100) AS address,
        m.starts_at,
        m.ends_at,
        m.ends_at - m.starts_at AS duration,
@@ -200,41 +200,41 @@ SELECT m.id AS schedule_id,
        -- of the same brand (store-specific or brand-wide) that has no window overlapping it.
        EXISTS (
            SELECT 1
-           FROM kitchen_stationprinter other
+           FROM public.kitchen_stationprinter other
            WHERE other.id <> sp.id
              AND other.brand_id = sp.brand_id
-             AND kitchen_normalize_station(other.station_code)
-                 = kitchen_normalize_station(sp.station_code)
+             AND kprintd.kitchen_normalize_station(other.station_code)
+                 = kprintd.kitchen_normalize_station(sp.station_code)
              AND coalesce(other.is_active, true)
              AND (other.store_id IS NULL OR sp.store_id IS NULL OR other.store_id = sp.store_id)
-             AND NOT EXISTS (SELECT 1 FROM kitchen_stationprinterschedule o
+             AND NOT EXISTS (SELECT 1 FROM public.kitchen_stationprinterschedule o
                              WHERE o.printer_id = other.id
                                AND o.starts_at < m.ends_at AND o.ends_at > m.starts_at)
        ) AS station_keeps_printing
-FROM kitchen_stationprinterschedule m
-JOIN kitchen_stationprinter sp ON sp.id = m.printer_id;
+FROM public.kitchen_stationprinterschedule m
+JOIN public.kitchen_stationprinter sp ON sp.id = m.printer_id;
 
-COMMENT ON VIEW kitchen_printer_maintenance IS
+COMMENT ON VIEW public.kitchen_printer_maintenance IS
     'Every maintenance window with its printer and station: state (active, upcoming or past), '
     'duration, and station_keeps_printing: true when another active printer of the station has no '
     'window overlapping this one, false when the station''s tickets will wait for the window to '
     'end. Filter on state <> ''past'' for the plan ahead.';
 
 -- kitchen_printer_status gains the window in force (a column added at the end: replace) ----------
-CREATE OR REPLACE VIEW kitchen_printer_status AS
+CREATE OR REPLACE VIEW public.kitchen_printer_status AS
 SELECT sp.id AS printer_id,
        sp.brand_id,
        sp.store_id,
-       kitchen_normalize_station(sp.station_code) AS station,
+       kprintd.kitchen_normalize_station(sp.station_code) AS station,
        sp.printer_name,
        sp.printer_ip,
        coalesce(sp.printer_port, 9100) AS printer_port,
-       kitchen_printer_host(sp.printer_ip::text) || ':' || coalesce(sp.printer_port, 9100) AS address,
+       kprintd.kitchen_printer_host(sp.printer_ip::text) || ':' || coalesce(sp.printer_port, 9100) AS address,
        coalesce(sp.priority, 1) AS priority,
        coalesce(sp.is_active, true) AS is_active,
        -- A printer unplugged on purpose is not "offline": its last check is from before.
        CASE WHEN mw.ends_at IS NOT NULL THEN 'maintenance'
-            ELSE kitchen_printer_state(hc.is_online, hc.paper_status, hc.error_code) END AS state,
+            ELSE kprintd.kitchen_printer_state(hc.is_online, hc.paper_status, hc.error_code) END AS state,
        hc.is_online,
        hc.paper_status,
        hc.response_time_ms,
@@ -250,19 +250,19 @@ SELECT sp.id AS printer_id,
        coalesce(sp.failed_prints, 0) AS failed_prints,
        mw.ends_at AS maintenance_until,
        sp.answers_status
-FROM kitchen_stationprinter sp
-LEFT JOIN LATERAL (SELECT m.ends_at FROM kitchen_printer_maintenance(sp.id) m
+FROM public.kitchen_stationprinter sp
+LEFT JOIN LATERAL (SELECT m.ends_at FROM kprintd.kitchen_printer_maintenance(sp.id) m
                    WHERE m.starts_at <= now()) mw ON true
 LEFT JOIN LATERAL (
     SELECT h.is_online, h.paper_status, h.response_time_ms, h.error_code, h.error_message,
            h.cutter_ok, h.temperature_ok, h.checked_at
-    FROM kitchen_printerhealthcheck h
+    FROM public.kitchen_printerhealthcheck h
     WHERE h.printer_id = sp.id
     ORDER BY h.checked_at DESC
     LIMIT 1
 ) hc ON true;
 
-COMMENT ON VIEW kitchen_printer_status IS
+COMMENT ON VIEW public.kitchen_printer_status IS
     'Every printer with its latest health check: state (maintenance while in a maintenance window, '
     'else kitchen_printer_state(): ok, paper_low, paper_out, cover_open, offline, error, no_status, '
     'or unknown when never checked), online, paper, '
@@ -279,7 +279,7 @@ COMMENT ON VIEW kitchen_printer_status IS
 -- so a printer switched off, a new template or a maintenance window applies to the very next
 -- ticket. The counters and last-print columns the daemon itself updates after every print are not
 -- watched: they change nothing in routing.
-CREATE FUNCTION kitchen_notify_printers_changed() RETURNS trigger
+CREATE FUNCTION kprintd.kitchen_notify_printers_changed() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_notify('kitchen_printers_changed', TG_TABLE_NAME);
@@ -287,21 +287,21 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION kitchen_notify_printers_changed() IS
+COMMENT ON FUNCTION kprintd.kitchen_notify_printers_changed() IS
     'Statement trigger: NOTIFY kitchen_printers_changed (payload: the table) when printers, print '
     'templates or maintenance windows change; kprintd then reads its routes'' printers again.';
 
 CREATE TRIGGER kitchen_stationprinter_changed
-    AFTER INSERT OR DELETE OR TRUNCATE ON kitchen_stationprinter
-    FOR EACH STATEMENT EXECUTE FUNCTION kitchen_notify_printers_changed();
+    AFTER INSERT OR DELETE OR TRUNCATE ON public.kitchen_stationprinter
+    FOR EACH STATEMENT EXECUTE FUNCTION kprintd.kitchen_notify_printers_changed();
 CREATE TRIGGER kitchen_stationprinter_config_changed
     AFTER UPDATE OF brand_id, store_id, station_code, printer_name, printer_ip, printer_port,
                     priority, is_active, paper_width_mm, chars_per_line, answers_status
-    ON kitchen_stationprinter
-    FOR EACH STATEMENT EXECUTE FUNCTION kitchen_notify_printers_changed();
+    ON public.kitchen_stationprinter
+    FOR EACH STATEMENT EXECUTE FUNCTION kprintd.kitchen_notify_printers_changed();
 CREATE TRIGGER kitchen_printtemplate_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON kitchen_printtemplate
-    FOR EACH STATEMENT EXECUTE FUNCTION kitchen_notify_printers_changed();
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON public.kitchen_printtemplate
+    FOR EACH STATEMENT EXECUTE FUNCTION kprintd.kitchen_notify_printers_changed();
 CREATE TRIGGER kitchen_stationprinterschedule_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON kitchen_stationprinterschedule
-    FOR EACH STATEMENT EXECUTE FUNCTION kitchen_notify_printers_changed();
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON public.kitchen_stationprinterschedule
+    FOR EACH STATEMENT EXECUTE FUNCTION kprintd.kitchen_notify_printers_changed();

@@ -17,7 +17,7 @@
 --
 -- Apply with kprintd migrate, or by hand: psql -v ON_ERROR_STOP=1 --single-transaction -f <file>
 
-CREATE TABLE kitchen_alertlog (
+CREATE TABLE public.kitchen_alertlog (
     id          BIGSERIAL PRIMARY KEY,
     raised_at   TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT clock_timestamp(),
     alert_type  VARCHAR(50) NOT NULL,
@@ -31,27 +31,27 @@ CREATE TABLE kitchen_alertlog (
     CONSTRAINT kitchen_alertlog_severity_known CHECK (severity IN ('info', 'warning', 'critical'))
 );
 
-CREATE INDEX idx_alertlog_raised_at ON kitchen_alertlog (raised_at DESC);
+CREATE INDEX idx_alertlog_raised_at ON public.kitchen_alertlog (raised_at DESC);
 -- "The latest alert about this printer": one index probe per alert raised.
-CREATE INDEX idx_alertlog_subject ON kitchen_alertlog (subject, id DESC) WHERE sent;
+CREATE INDEX idx_alertlog_subject ON public.kitchen_alertlog (subject, id DESC) WHERE sent;
 
-COMMENT ON TABLE kitchen_alertlog IS
+COMMENT ON TABLE public.kitchen_alertlog IS
     'Every alert kitchen_raise_alert() raised, in order (append-only). sent = false: held back as '
     'a repeat of another daemon''s alert about the same subject; it was not sent on NOTIFY '
     'kitchen_alert. alert is the JSON as sent (or as it would have been).';
-COMMENT ON COLUMN kitchen_alertlog.alert_type IS
+COMMENT ON COLUMN public.kitchen_alertlog.alert_type IS
     'printer_down, printer_paper_low, printer_recovered, station_unroutable, station_recovered, '
     'station_in_maintenance, ticket_failed (docs/monitoring.md).';
-COMMENT ON COLUMN kitchen_alertlog.subject IS
+COMMENT ON COLUMN public.kitchen_alertlog.subject IS
     'What the alert is about: ticket:<id>, printer:<id> or station:<brand>/<store>/<station>; '
     'NULL when the details name none of them.';
-COMMENT ON COLUMN kitchen_alertlog.raised_by IS
+COMMENT ON COLUMN public.kitchen_alertlog.raised_by IS
     'The daemon that raised it (details.daemon); NULL when the database raised it itself (a '
     'ticket failed for good in kitchen_finish_print_jobs or kitchen_reclaim_expired_leases).';
-COMMENT ON COLUMN kitchen_alertlog.sent IS
+COMMENT ON COLUMN public.kitchen_alertlog.sent IS
     'True when it went out on NOTIFY kitchen_alert; false when held back as another daemon''s repeat.';
 
-CREATE FUNCTION kitchen_alertlog_append_only() RETURNS trigger
+CREATE FUNCTION kprintd.kitchen_alertlog_append_only() RETURNS trigger
     LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION 'kitchen_alertlog is an append-only record of alerts: % is not allowed', TG_OP
@@ -60,19 +60,19 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION kitchen_alertlog_append_only() IS
+COMMENT ON FUNCTION kprintd.kitchen_alertlog_append_only() IS
     'BEFORE UPDATE OR DELETE (row) and TRUNCATE (statement) on kitchen_alertlog: refuses them, so '
     'the record of alerts cannot be rewritten.';
 
 CREATE TRIGGER kitchen_alertlog_no_update_delete
-    BEFORE UPDATE OR DELETE ON kitchen_alertlog
-    FOR EACH ROW EXECUTE FUNCTION kitchen_alertlog_append_only();
+    BEFORE UPDATE OR DELETE ON public.kitchen_alertlog
+    FOR EACH ROW EXECUTE FUNCTION kprintd.kitchen_alertlog_append_only();
 CREATE TRIGGER kitchen_alertlog_no_truncate
-    BEFORE TRUNCATE ON kitchen_alertlog
-    FOR EACH STATEMENT EXECUTE FUNCTION kitchen_alertlog_append_only();
+    BEFORE TRUNCATE ON public.kitchen_alertlog
+    FOR EACH STATEMENT EXECUTE FUNCTION kprintd.kitchen_alertlog_append_only();
 
 -- Raising an alert (same signature as in 0011: replace) -------------------------------------------
-CREATE OR REPLACE FUNCTION kitchen_raise_alert(
+CREATE OR REPLACE FUNCTION kprintd.kitchen_raise_alert(
     p_type      text,
     p_severity  text,
     p_message   text,
@@ -84,7 +84,7 @@ DECLARE
     v_details  jsonb := coalesce(p_details, '{}');
     v_daemon   text := nullif(v_details ->> 'daemon', '');
     v_subject  text;
-    v_latest   kitchen_alertlog%ROWTYPE;
+    v_latest   public.kitchen_alertlog%ROWTYPE;
     v_sent     boolean := true;
     v_id       bigint;
     v_alert    jsonb;
@@ -103,7 +103,7 @@ BEGIN
         -- the first to commit, then sees its row.
         PERFORM pg_advisory_xact_lock(hashtext('kitchen_alertlog'), hashtext(v_subject));
         SELECT * INTO v_latest
-        FROM kitchen_alertlog a
+        FROM public.kitchen_alertlog a
         WHERE a.subject = v_subject AND a.sent
         ORDER BY a.id DESC
         LIMIT 1;
@@ -112,13 +112,13 @@ BEGIN
                        AND v_latest.raised_by IS DISTINCT FROM v_daemon
                        AND v_latest.raised_at > clock_timestamp() - interval '1 minute');
     END IF;
-    v_id := nextval(pg_get_serial_sequence('kitchen_alertlog', 'id'));
+    v_id := nextval(pg_get_serial_sequence('public.kitchen_alertlog', 'id'));
     -- Details come first, so none of them can stand in for the alert's own fields.
     v_alert := v_details || jsonb_build_object(
         'type', p_type, 'severity', p_severity, 'message', p_message,
         'at', to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
         'alert_id', v_id);
-    INSERT INTO kitchen_alertlog (id, alert_type, severity, message, subject, raised_by, sent, alert)
+    INSERT INTO public.kitchen_alertlog (id, alert_type, severity, message, subject, raised_by, sent, alert)
     VALUES (v_id, p_type, p_severity, p_message, v_subject, v_daemon, v_sent, v_alert);
     IF v_sent THEN
         -- NOTIFY payloads are limited to 8000 bytes; a manager's message never needs more.
@@ -128,7 +128,7 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION kitchen_raise_alert(text, text, text, jsonb) IS
+COMMENT ON FUNCTION kprintd.kitchen_raise_alert(text, text, text, jsonb) IS
     'Record one alert in kitchen_alertlog and send it as JSON on NOTIFY channel kitchen_alert: '
     '{type, severity, message, at, alert_id, ...details}, delivered when the calling transaction '
     'commits. Not sent (logged with sent = false) when details.daemon names the daemon raising it '
@@ -136,23 +136,23 @@ COMMENT ON FUNCTION kitchen_raise_alert(text, text, text, jsonb) IS
     'from another daemon, less than a minute old. Returns the alert with sent.';
 
 -- Catching up ----------------------------------------------------------------------------------------
-CREATE FUNCTION kitchen_alerts_after(p_after_id bigint, p_since interval DEFAULT NULL)
+CREATE FUNCTION kprintd.kitchen_alerts_after(p_after_id bigint, p_since interval DEFAULT NULL)
 RETURNS TABLE (alert_id bigint, alert jsonb)
 LANGUAGE sql STABLE AS $$
     SELECT a.id, a.alert
-    FROM kitchen_alertlog a
+    FROM public.kitchen_alertlog a
     WHERE a.sent AND (a.id > p_after_id OR a.raised_at > now() - p_since)
     ORDER BY a.id
 $$;
 
-COMMENT ON FUNCTION kitchen_alerts_after(bigint, interval) IS
+COMMENT ON FUNCTION kprintd.kitchen_alerts_after(bigint, interval) IS
     'The alerts sent on NOTIFY kitchen_alert after the one whose alert_id is p_after_id, oldest '
     'first: what a listener missed while it was not connected. With p_since, also those of that '
     'last interval (kprintd alerts --since); either may be NULL. Rows: alert_id, alert (the '
     'payload as sent).';
 
 -- kprintd status: planned maintenance and the last hour's alerts (same signature: replace) --------
-CREATE OR REPLACE FUNCTION kitchen_status_report(p_brand_ids uuid[] DEFAULT NULL, p_store_id uuid DEFAULT NULL)
+CREATE OR REPLACE FUNCTION kprintd.kitchen_status_report(p_brand_ids uuid[] DEFAULT NULL, p_store_id uuid DEFAULT NULL)
 RETURNS jsonb
     LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -181,8 +181,8 @@ BEGIN
                'last_error_message', s.last_error_message)
                ORDER BY br.name, s.station, s.priority, s.printer_id), '[]')
       INTO v_printers
-      FROM kitchen_printer_status s
-      LEFT JOIN kitchen_pos_brand br ON br.id = s.brand_id
+      FROM public.kitchen_printer_status s
+      LEFT JOIN public.kitchen_pos_brand br ON br.id = s.brand_id
      WHERE s.is_active
        AND (v_all_brands OR s.brand_id = ANY (p_brand_ids))
        AND (p_store_id IS NULL OR s.store_id IS NULL OR s.store_id = p_store_id);
@@ -194,8 +194,8 @@ BEGIN
                'oldest_waiting_since', q.oldest_waiting_since)
                ORDER BY br.name, q.station, q.store_id), '[]')
       INTO v_queues
-      FROM kitchen_station_queue q
-      LEFT JOIN kitchen_pos_brand br ON br.id = q.brand_id
+      FROM public.kitchen_station_queue q
+      LEFT JOIN public.kitchen_pos_brand br ON br.id = q.brand_id
      WHERE (v_all_brands OR q.brand_id = ANY (p_brand_ids))
        AND (p_store_id IS NULL OR q.store_id = p_store_id);
 
@@ -207,7 +207,7 @@ BEGIN
                ORDER BY f.failed_at DESC, f.ticket_id DESC) FILTER (WHERE f.n <= 10), '[]')
       INTO v_failed_n, v_failed
       FROM (SELECT ft.*, row_number() OVER (ORDER BY ft.failed_at DESC, ft.ticket_id DESC) AS n
-              FROM kitchen_failed_tickets ft
+              FROM public.kitchen_failed_tickets ft
              WHERE ft.failed_at > now() - interval '24 hours'
                AND (v_all_brands OR ft.brand_id = ANY (p_brand_ids))
                AND (p_store_id IS NULL OR ft.store_id = p_store_id)) f;
@@ -220,7 +220,7 @@ BEGIN
                ORDER BY st.stuck_since, st.ticket_id) FILTER (WHERE st.n <= 10), '[]')
       INTO v_stuck_n, v_stuck
       FROM (SELECT k.*, row_number() OVER (ORDER BY k.stuck_since, k.ticket_id) AS n
-              FROM kitchen_stuck_tickets k
+              FROM public.kitchen_stuck_tickets k
              WHERE (v_all_brands OR k.brand_id = ANY (p_brand_ids))
                AND (p_store_id IS NULL OR k.store_id = p_store_id)) st;
 
@@ -233,7 +233,7 @@ BEGIN
                ORDER BY d.state <> 'alive', d.last_seen_at DESC), '[]'),
            coalesce(bool_or(d.state = 'alive'), false)
       INTO v_daemons, v_live
-      FROM kitchen_daemon_status d
+      FROM public.kitchen_daemon_status d
      WHERE (d.state = 'alive' OR d.last_seen_at > now() - interval '1 day')
        AND (d.store_id IS NULL OR p_store_id IS NULL OR d.store_id = p_store_id)
        AND (cardinality(d.brand_ids) = 0 OR v_all_brands OR d.brand_ids && p_brand_ids);
@@ -245,9 +245,9 @@ BEGIN
                'reason', m.reason, 'station_keeps_printing', m.station_keeps_printing)
                ORDER BY m.starts_at, m.schedule_id), '[]')
       INTO v_maintenance
-      FROM kitchen_printer_maintenance m
-      LEFT JOIN kitchen_pos_brand br ON br.id = m.brand_id
-      JOIN kitchen_stationprinter sp ON sp.id = m.printer_id
+      FROM public.kitchen_printer_maintenance m
+      LEFT JOIN public.kitchen_pos_brand br ON br.id = m.brand_id
+      JOIN public.kitchen_stationprinter sp ON sp.id = m.printer_id
      WHERE m.state <> 'past'
        AND coalesce(sp.is_active, true)
        AND (v_all_brands OR m.brand_id = ANY (p_brand_ids))
@@ -259,7 +259,7 @@ BEGIN
            coalesce(jsonb_agg(r.alert ORDER BY r.id DESC) FILTER (WHERE r.n <= 10), '[]')
       INTO v_alerts_n, v_alerts
       FROM (SELECT a.id, a.alert, row_number() OVER (ORDER BY a.id DESC) AS n
-              FROM kitchen_alertlog a
+              FROM public.kitchen_alertlog a
              WHERE a.sent
                AND a.raised_at > now() - interval '1 hour'
                AND (v_all_brands OR a.alert ->> 'brand_id' = ANY (p_brand_ids::text[]))
@@ -313,7 +313,7 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION kitchen_status_report(uuid[], uuid) IS
+COMMENT ON FUNCTION kprintd.kitchen_status_report(uuid[], uuid) IS
     'Summary for kprintd status, as JSON: {generated_at, scope, daemons (heartbeats of daemons whose '
     'scope overlaps, alive first), printers (active printers in scope with their latest check, '
     'kitchen_printer_status), queues (kitchen_station_queue), failed_24h and failed_tickets (the 10 '

@@ -32,17 +32,17 @@
 -- 1. The notification ------------------------------------------------------------------------------
 -- ADD COLUMN without a default and SET DEFAULT after: existing rows keep NULL (never matched), and
 -- a large history is not rewritten.
-ALTER TABLE kitchen_kitchenticket ADD COLUMN notice_token uuid;
-ALTER TABLE kitchen_kitchenticket ALTER COLUMN notice_token SET DEFAULT gen_random_uuid();
+ALTER TABLE public.kitchen_kitchenticket ADD COLUMN notice_token uuid;
+ALTER TABLE public.kitchen_kitchenticket ALTER COLUMN notice_token SET DEFAULT gen_random_uuid();
 
-COMMENT ON COLUMN kitchen_kitchenticket.notice_token IS
+COMMENT ON COLUMN public.kitchen_kitchenticket.notice_token IS
     'kprintd: a random value sent only in the ticket''s kitchen_ticket_new notification with its '
     'document; kitchen_claim_print_jobs() accepts the document a daemon holds only with it. '
     'Reporting roles need not read it: grant them the views.';
 
 -- The payload, for the notification sent when a ticket is committed (sql/0026) and when it goes back
 -- to 'new': the document only for a ticket that has lines, when it fits.
-CREATE FUNCTION kitchen_ticket_notice(p_ticket kitchen_kitchenticket, p_with_document boolean)
+CREATE FUNCTION kprintd.kitchen_ticket_notice(p_ticket public.kitchen_kitchenticket, p_with_document boolean)
 RETURNS text
     LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -57,7 +57,7 @@ DECLARE
 BEGIN
     IF p_with_document AND p_ticket.notice_token IS NOT NULL THEN
         v_payload := (v_notice || jsonb_build_object(
-            'token', p_ticket.notice_token, 'document', kitchen_ticket_document(p_ticket.id)))::text;
+            'token', p_ticket.notice_token, 'document', kprintd.kitchen_ticket_document(p_ticket.id)))::text;
         IF octet_length(v_payload) >= 8000 THEN
             v_payload := NULL;  -- too big for NOTIFY: announced without it
         END IF;
@@ -66,21 +66,21 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION kitchen_ticket_notice(kitchen_kitchenticket, boolean) IS
+COMMENT ON FUNCTION kprintd.kitchen_ticket_notice(public.kitchen_kitchenticket, boolean) IS
     'The kitchen_ticket_new payload of a ticket: {"ticket_id", "station", "brand_id", "store_id", '
     '"ticket_type", "due_at"[, "token", "document"]}. due_at is next_attempt_at: the ticket is not due '
     'before it. document (kitchen_ticket_document()) and token (the ticket''s notice_token) only when '
     'p_with_document and the payload fits in 8000 bytes; kprintd prints a first attempt from it.';
 
-CREATE OR REPLACE FUNCTION kitchen_ticket_notify() RETURNS trigger
+CREATE OR REPLACE FUNCTION kprintd.kitchen_ticket_notify() RETURNS trigger
     LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('kitchen_ticket_new', kitchen_ticket_notice(NEW, false));
+    PERFORM pg_notify('kitchen_ticket_new', kprintd.kitchen_ticket_notice(NEW, false));
     RETURN NULL;
 END
 $$;
 
-COMMENT ON FUNCTION kitchen_ticket_notify() IS
+COMMENT ON FUNCTION kprintd.kitchen_ticket_notify() IS
     'AFTER UPDATE (status changed to ''new'') on kitchen_kitchenticket: '
     'pg_notify(''kitchen_ticket_new'', kitchen_ticket_notice(NEW, false)), delivered at commit. '
     'A new ticket is announced when its transaction commits (kitchen_ticket_committed, sql/0026).';
@@ -88,12 +88,12 @@ COMMENT ON FUNCTION kitchen_ticket_notify() IS
 -- 2. The audit trigger recognises a claim ---------------------------------------------------------
 -- The 'created' row kprintd writes, when the audit trigger (a described insert) or the commit of an
 -- undescribed one (sql/0026) logs a ticket's creation.
-CREATE FUNCTION kitchen_log_created(p_ticket kitchen_kitchenticket, p_actor text, p_extra jsonb,
+CREATE FUNCTION kprintd.kitchen_log_created(p_ticket public.kitchen_kitchenticket, p_actor text, p_extra jsonb,
                                     p_at timestamptz) RETURNS void
     LANGUAGE plpgsql AS $$
 DECLARE
     v_base jsonb := jsonb_build_object(
-        'items_count', (SELECT count(*) FROM kitchen_kitchenticketitem i
+        'items_count', (SELECT count(*) FROM public.kitchen_kitchenticketitem i
                          WHERE i.kitchen_ticket_id = p_ticket.id),
         'bill_id', p_ticket.bill_id,
         'station', p_ticket.printer_target,
@@ -102,7 +102,7 @@ BEGIN
     IF p_ticket.is_reprint THEN
         v_base := v_base || jsonb_build_object('reprint_of', p_ticket.original_ticket_id);
     END IF;
-    INSERT INTO kitchen_kitchenticketlog
+    INSERT INTO public.kitchen_kitchenticketlog
         (ticket_id, timestamp, old_status, new_status, action, actor,
          printer_ip, error_code, error_message, duration_ms, metadata)
     VALUES
@@ -112,14 +112,14 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION kitchen_log_created(kitchen_kitchenticket, text, jsonb, timestamptz) IS
+COMMENT ON FUNCTION kprintd.kitchen_log_created(public.kitchen_kitchenticket, text, jsonb, timestamptz) IS
     'Writes a ticket''s ''created'' log row: actor p_actor, metadata {items_count, bill_id, station, '
     'ticket_type[, reprint_of]} plus p_extra, timestamp p_at. Called by the audit trigger and at commit '
     '(kitchen_ticket_committed); writing the log needs INSERT on it, which only kprintd''s owner has.';
 
 -- Whose description of a change is believed: the daemon's and a manager's (the admin functions).
 -- Before the roles exist (sql/0033), everyone's, as on a database without them.
-CREATE FUNCTION kitchen_session_trusted() RETURNS boolean
+CREATE FUNCTION kprintd.kitchen_session_trusted() RETURNS boolean
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
     RETURN CASE WHEN to_regrole('kprintd_daemon') IS NULL OR to_regrole('kprintd_manager') IS NULL
                 THEN true
@@ -127,7 +127,7 @@ CREATE FUNCTION kitchen_session_trusted() RETURNS boolean
                      OR pg_has_role(session_user, 'kprintd_manager', 'MEMBER')
            END;
 
-COMMENT ON FUNCTION kitchen_session_trusted() IS
+COMMENT ON FUNCTION kprintd.kitchen_session_trusted() IS
     'True when the session''s login is a member of kprintd_daemon or kprintd_manager (or a superuser): '
     'only then do kprintd.action and kprintd.actor describe a ticket''s status change in the log. Anyone '
     'else''s change is logged as manual_update by session_user, with what it claimed in metadata '
@@ -135,8 +135,8 @@ COMMENT ON FUNCTION kitchen_session_trusted() IS
 
 -- As in 0004, but a claim is recognised first and its description is fixed; a description is
 -- believed only from a trusted session (kitchen_session_trusted).
-CREATE OR REPLACE FUNCTION kitchen_ticket_audit() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+CREATE OR REPLACE FUNCTION kprintd.kitchen_ticket_audit() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_action     text;
     v_actor      text;
@@ -145,7 +145,7 @@ DECLARE
     v_meta_text  text;
     v_extra      jsonb := '{}';
     v_base       jsonb;
-    v_trusted    boolean := kitchen_session_trusted();
+    v_trusted    boolean := kprintd.kitchen_session_trusted();
     v_described  boolean;
 BEGIN
     IF TG_OP = 'UPDATE' AND OLD.status = 'new' AND NEW.status = 'printing'
@@ -186,7 +186,7 @@ BEGIN
 
         IF TG_OP = 'INSERT' THEN
             IF v_described THEN
-                PERFORM kitchen_log_created(NEW, coalesce(v_actor, session_user), v_extra,
+                PERFORM kprintd.kitchen_log_created(NEW, coalesce(v_actor, session_user), v_extra,
                                             clock_timestamp());
             END IF;
             -- Undescribed (a POS writing the tables itself): the writer may log its own 'created'
@@ -206,7 +206,7 @@ BEGIN
     IF v_action IS NULL THEN
         v_base := v_base || jsonb_build_object('application_name', current_setting('application_name'));
     END IF;
-    INSERT INTO kitchen_kitchenticketlog
+    INSERT INTO public.kitchen_kitchenticketlog
         (ticket_id, timestamp, old_status, new_status, action, actor,
          printer_ip, error_code, error_message, duration_ms, metadata)
     VALUES
@@ -225,7 +225,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION kitchen_ticket_audit() IS
+COMMENT ON FUNCTION kprintd.kitchen_ticket_audit() IS
     'AFTER INSERT and AFTER UPDATE-of-status on kitchen_kitchenticket: writes the kitchen_kitchenticketlog row. '
     'INSERT described with kprintd.actor (kprintd''s own functions): action ''created'' by that actor, metadata {items_count, '
     'bill_id, station, ticket_type[, reprint_of]} plus kprintd.metadata (kitchen_log_created); an undescribed INSERT is '
@@ -240,9 +240,9 @@ COMMENT ON FUNCTION kitchen_ticket_audit() IS
 -- 3. The claim -------------------------------------------------------------------------------------
 -- New arguments, so a new signature: the 0013 function is replaced, and callers that pass six
 -- arguments get the same rows as before.
-DROP FUNCTION kitchen_claim_print_jobs(text, double precision, uuid, uuid, text, integer);
+DROP FUNCTION kprintd.kitchen_claim_print_jobs(text, double precision, uuid, uuid, text, integer);
 
-CREATE FUNCTION kitchen_claim_print_jobs(
+CREATE FUNCTION kprintd.kitchen_claim_print_jobs(
     p_daemon            text,
     p_lease_seconds     double precision,
     p_brand_id          uuid,
@@ -262,7 +262,7 @@ BEGIN
     RETURN QUERY
     WITH due AS (
         SELECT t.id
-        FROM kitchen_kitchenticket t
+        FROM public.kitchen_kitchenticket t
         WHERE t.status = 'new'
           AND t.print_attempts < t.max_retries
           AND t.next_attempt_at <= now()
@@ -273,7 +273,7 @@ BEGIN
         LIMIT greatest(p_limit, 1)
         FOR UPDATE SKIP LOCKED
     ), claimed AS (
-        UPDATE kitchen_kitchenticket t
+        UPDATE public.kitchen_kitchenticket t
         SET status = 'printing',
             claimed_by = p_daemon,
             lease_expires_at = now() + make_interval(secs => p_lease_seconds),
@@ -287,17 +287,17 @@ BEGIN
            CASE WHEN c.print_attempts = 1 AND NOT c.may_have_printed
                      AND c.notice_token = p_held_tokens[c.held]
                      AND p_held_line_counts[c.held]
-                         = (SELECT count(*) FROM kitchen_kitchenticketitem i
+                         = (SELECT count(*) FROM public.kitchen_kitchenticketitem i
                             WHERE i.kitchen_ticket_id = c.id)
                 THEN NULL  -- the caller holds it (from the notification): not built twice
-                ELSE kitchen_ticket_document(c.id)
+                ELSE kprintd.kitchen_ticket_document(c.id)
            END
     FROM claimed c
     ORDER BY c.created_at, c.id;
 END;
 $$;
 
-COMMENT ON FUNCTION kitchen_claim_print_jobs(text, double precision, uuid, uuid, text, integer, bigint[], uuid[], integer[]) IS
+COMMENT ON FUNCTION kprintd.kitchen_claim_print_jobs(text, double precision, uuid, uuid, text, integer, bigint[], uuid[], integer[]) IS
     'Claim up to p_limit due tickets of one route (brand, store, station), oldest first, skipping '
     'rows another daemon holds: status printing, a lease for p_daemon, one more print attempt, '
     'logged as print_start by printer_service (the audit trigger knows a claim; the caller''s own '

@@ -23,11 +23,11 @@
 -- Apply with kprintd migrate, or by hand: psql -v ON_ERROR_STOP=1 --single-transaction -f <file>
 
 -- 1. How long a writer may pause between the rows of one ticket -----------------------------------
-CREATE FUNCTION kitchen_writer_quiet_interval() RETURNS interval
+CREATE FUNCTION kprintd.kitchen_writer_quiet_interval() RETURNS interval
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN interval '500 milliseconds';
 
-COMMENT ON FUNCTION kitchen_writer_quiet_interval() IS
+COMMENT ON FUNCTION kprintd.kitchen_writer_quiet_interval() IS
     'How long a ticket committed without all of its items waits after the last item written onto it '
     'before it prints (a POS writing ticket and items in separate statements). Replace it with CREATE OR '
     'REPLACE FUNCTION to fit a slower writer; a ticket written with its items in one transaction never '
@@ -35,80 +35,80 @@ COMMENT ON FUNCTION kitchen_writer_quiet_interval() IS
 
 -- 2. A ticket's commit ------------------------------------------------------------------------------
 -- SECURITY DEFINER: it writes the log, which application roles cannot.
-CREATE FUNCTION kitchen_ticket_committed() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+CREATE FUNCTION kprintd.kitchen_ticket_committed() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_ticket kitchen_kitchenticket;
+    v_ticket public.kitchen_kitchenticket;
     v_lines  bigint;
 BEGIN
-    SELECT * INTO v_ticket FROM kitchen_kitchenticket t WHERE t.id = NEW.id;
+    SELECT * INTO v_ticket FROM public.kitchen_kitchenticket t WHERE t.id = NEW.id;
     IF NOT FOUND THEN
         RETURN NULL;  -- deleted again in its own transaction
     END IF;
-    SELECT count(*) INTO v_lines FROM kitchen_kitchenticketitem i WHERE i.kitchen_ticket_id = NEW.id;
+    SELECT count(*) INTO v_lines FROM public.kitchen_kitchenticketitem i WHERE i.kitchen_ticket_id = NEW.id;
 
-    IF NOT EXISTS (SELECT 1 FROM kitchen_kitchenticketlog l
+    IF NOT EXISTS (SELECT 1 FROM public.kitchen_kitchenticketlog l
                     WHERE l.ticket_id = NEW.id AND l.action = 'created') THEN
         -- Dated now, or just before a status change the same transaction logged, so that it stays
         -- the ticket's first row.
-        PERFORM kitchen_log_created(
+        PERFORM kprintd.kitchen_log_created(
             v_ticket,
-            CASE WHEN kitchen_session_trusted()
+            CASE WHEN kprintd.kitchen_session_trusted()
                  THEN coalesce(NULLIF(btrim(current_setting('kprintd.actor', true)), ''), session_user)
                  ELSE session_user END,
             NULL,
             (SELECT least(clock_timestamp(), min(l."timestamp") - interval '1 microsecond')
-               FROM kitchen_kitchenticketlog l WHERE l.ticket_id = NEW.id));
+               FROM public.kitchen_kitchenticketlog l WHERE l.ticket_id = NEW.id));
     END IF;
 
     IF v_ticket.status = 'new' THEN
         IF v_lines = 0 THEN
             -- Its items follow in later transactions.
-            UPDATE kitchen_kitchenticket t
+            UPDATE public.kitchen_kitchenticket t
                SET next_attempt_at = greatest(t.next_attempt_at,
-                                              clock_timestamp() + kitchen_writer_quiet_interval())
+                                              clock_timestamp() + kprintd.kitchen_writer_quiet_interval())
              WHERE t.id = NEW.id
             RETURNING * INTO v_ticket;
         ELSIF v_ticket.next_attempt_at > now() AND v_ticket.print_attempts = 0 THEN
             -- Its own items, written in this transaction, held it back: the writer is done now.
-            UPDATE kitchen_kitchenticket t SET next_attempt_at = now()
+            UPDATE public.kitchen_kitchenticket t SET next_attempt_at = now()
              WHERE t.id = NEW.id
             RETURNING * INTO v_ticket;
         END IF;
-        PERFORM pg_notify('kitchen_ticket_new', kitchen_ticket_notice(v_ticket, v_lines > 0));
+        PERFORM pg_notify('kitchen_ticket_new', kprintd.kitchen_ticket_notice(v_ticket, v_lines > 0));
     END IF;
     RETURN NULL;
 END
 $$;
 
-COMMENT ON FUNCTION kitchen_ticket_committed() IS
+COMMENT ON FUNCTION kprintd.kitchen_ticket_committed() IS
     'Deferred AFTER INSERT on kitchen_kitchenticket, run when the inserting transaction commits: logs '
     'the ticket''s ''created'' row unless the writer wrote one (actor kprintd.actor, else session_user); '
     'for a ticket still ''new'', makes it due now if it has items, or holds it '
     'kitchen_writer_quiet_interval() if its items are still to come, and NOTIFYs kitchen_ticket_new '
     '(kitchen_ticket_notice, with the document when it has items).';
 
-DROP TRIGGER kitchen_kitchenticket_notify_insert ON kitchen_kitchenticket;
+DROP TRIGGER kitchen_kitchenticket_notify_insert ON public.kitchen_kitchenticket;
 
 CREATE CONSTRAINT TRIGGER kitchen_kitchenticket_committed
-    AFTER INSERT ON kitchen_kitchenticket
+    AFTER INSERT ON public.kitchen_kitchenticket
     DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW EXECUTE FUNCTION kitchen_ticket_committed();
+    FOR EACH ROW EXECUTE FUNCTION kprintd.kitchen_ticket_committed();
 
 -- 3. Items written after their ticket ------------------------------------------------------------------
-CREATE FUNCTION kitchen_ticketitem_arrived() RETURNS trigger
+CREATE FUNCTION kprintd.kitchen_ticketitem_arrived() RETURNS trigger
     LANGUAGE plpgsql AS $$
 DECLARE
-    v_ticket kitchen_kitchenticket;
+    v_ticket public.kitchen_kitchenticket;
     v_type   text;
     v_target bigint;
     v_saved  jsonb;
 BEGIN
     -- Still waiting to print for the first time: the item joins it, and the ticket waits for the
     -- writer's next row. The row lock keeps a claim from taking the ticket until this commits.
-    UPDATE kitchen_kitchenticket t
+    UPDATE public.kitchen_kitchenticket t
        SET next_attempt_at = greatest(t.next_attempt_at,
-                                      clock_timestamp() + kitchen_writer_quiet_interval())
+                                      clock_timestamp() + kprintd.kitchen_writer_quiet_interval())
      WHERE t.id = NEW.kitchen_ticket_id
        AND t.status = 'new' AND t.print_attempts = 0 AND NOT t.may_have_printed AND NOT t.reprinted;
     IF FOUND THEN
@@ -120,17 +120,17 @@ BEGIN
     -- failed never went to kprintd, and one written or changed in this very transaction is being
     -- recorded after the fact: the item only joins it.
     -- Written in this very transaction (history recorded after the fact): it only joins.
-    SELECT * INTO v_ticket FROM kitchen_kitchenticket t WHERE t.id = NEW.kitchen_ticket_id;
+    SELECT * INTO v_ticket FROM public.kitchen_kitchenticket t WHERE t.id = NEW.kitchen_ticket_id;
     IF NOT FOUND OR NOT (v_ticket.print_attempts > 0 OR v_ticket.may_have_printed
                          OR v_ticket.reprinted)
-       OR (SELECT t.xmin = pg_current_xact_id()::xid FROM kitchen_kitchenticket t
+       OR (SELECT t.xmin = pg_current_xact_id()::xid FROM public.kitchen_kitchenticket t
             WHERE t.id = NEW.kitchen_ticket_id) THEN
         RETURN NULL;
     END IF;
     v_type := CASE v_ticket.ticket_type WHEN 'order' THEN 'addition' ELSE v_ticket.ticket_type END;
 
     SELECT a.id INTO v_target
-      FROM kitchen_kitchenticket a
+      FROM public.kitchen_kitchenticket a
      WHERE a.bill_id = v_ticket.bill_id AND a.printer_target = v_ticket.printer_target
        AND a.ticket_type = v_type AND a.is_reprint = v_ticket.is_reprint AND a.id > v_ticket.id
        AND a.status = 'new' AND a.print_attempts = 0 AND NOT a.may_have_printed AND NOT a.reprinted
@@ -138,23 +138,23 @@ BEGIN
      LIMIT 1
        FOR NO KEY UPDATE SKIP LOCKED;
     IF v_target IS NULL THEN
-        v_saved := kitchen_change_description();
-        PERFORM kitchen_describe_change(NULL, session_user::text, NULL, NULL,
+        v_saved := kprintd.kitchen_change_description();
+        PERFORM kprintd.kitchen_describe_change(NULL, session_user::text, NULL, NULL,
             jsonb_build_object('late_item_of', v_ticket.id, 'bill_item_id', NEW.bill_item_id));
-        INSERT INTO kitchen_kitchenticket
+        INSERT INTO public.kitchen_kitchenticket
             (bill_id, printer_target, status, ticket_type, is_reprint, original_ticket_id)
         VALUES (v_ticket.bill_id, v_ticket.printer_target, 'new', v_type, v_ticket.is_reprint,
                 v_ticket.original_ticket_id)
         RETURNING id INTO v_target;
-        PERFORM kitchen_restore_change_description(v_saved);
+        PERFORM kprintd.kitchen_restore_change_description(v_saved);
     END IF;
-    INSERT INTO kitchen_kitchenticketitem (kitchen_ticket_id, bill_item_id, quantity, line_type)
+    INSERT INTO public.kitchen_kitchenticketitem (kitchen_ticket_id, bill_item_id, quantity, line_type)
     VALUES (v_target, NEW.bill_item_id, NEW.quantity, NEW.line_type);
     RETURN NULL;
 END
 $$;
 
-COMMENT ON FUNCTION kitchen_ticketitem_arrived() IS
+COMMENT ON FUNCTION kprintd.kitchen_ticketitem_arrived() IS
     'AFTER INSERT on kitchen_kitchenticketitem, for lines a POS writes itself (not kprintd''s own): on a '
     'ticket still waiting for its first print, holds the ticket kitchen_writer_quiet_interval() after '
     'this item (and locks it against a claim until this commits); on a ticket kprintd tried to print '
@@ -163,12 +163,12 @@ COMMENT ON FUNCTION kitchen_ticketitem_arrived() IS
     'with metadata late_item_of.';
 
 CREATE TRIGGER kitchen_kitchenticketitem_arrived
-    AFTER INSERT ON kitchen_kitchenticketitem
+    AFTER INSERT ON public.kitchen_kitchenticketitem
     FOR EACH ROW WHEN (NOT NEW.written_by_kprintd)
-    EXECUTE FUNCTION kitchen_ticketitem_arrived();
+    EXECUTE FUNCTION kprintd.kitchen_ticketitem_arrived();
 
 -- 4. NOT NULL columns a POS's ORM always fills -------------------------------------------------------
-CREATE FUNCTION kitchen_fill_required() RETURNS trigger
+CREATE FUNCTION kprintd.kitchen_fill_required() RETURNS trigger
     LANGUAGE plpgsql AS $$
 DECLARE
     v_row  jsonb := to_jsonb(NEW);
@@ -185,12 +185,12 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION kitchen_fill_required() IS
+COMMENT ON FUNCTION kprintd.kitchen_fill_required() IS
     'BEFORE INSERT OR UPDATE on a kitchen table whose POS columns are NOT NULL with no default: sets '
     'each column named in the trigger''s argument (a JSON object column -> empty value, "now()" for '
     'now()) that would be NULL. Installed by kitchen_install_required_fillers().';
 
-CREATE FUNCTION kitchen_install_required_fillers() RETURNS SETOF text
+CREATE FUNCTION kprintd.kitchen_install_required_fillers() RETURNS SETOF text
     LANGUAGE plpgsql AS $$
 DECLARE
     v_table   text;
@@ -219,7 +219,7 @@ BEGIN
           INTO v_fill, v_refused
           FROM pg_attribute a
           JOIN pg_type t ON t.oid = a.atttypid
-         WHERE a.attrelid = v_table::regclass AND a.attnum > 0 AND NOT a.attisdropped
+         WHERE a.attrelid = ('public.' || quote_ident(v_table))::regclass AND a.attnum > 0 AND NOT a.attisdropped
            AND a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AND a.attgenerated = ''
            AND NOT (v_written -> v_table) ? a.attname::text;
         IF v_refused IS NOT NULL THEN
@@ -229,10 +229,11 @@ BEGIN
                       HINT = 'Give the column a database default (ALTER TABLE ... ALTER COLUMN ... SET DEFAULT ...) '
                              'or allow NULL, then migrate again.';
         END IF;
-        EXECUTE format('DROP TRIGGER IF EXISTS kitchen_fill_required ON %I', v_table);
+        EXECUTE format('DROP TRIGGER IF EXISTS kitchen_fill_required ON public.%I', v_table);
         IF v_fill IS NOT NULL THEN
-            EXECUTE format('CREATE TRIGGER kitchen_fill_required BEFORE INSERT OR UPDATE ON %I '
-                           'FOR EACH ROW EXECUTE FUNCTION kitchen_fill_required(%L)', v_table, v_fill);
+            EXECUTE format('CREATE TRIGGER kitchen_fill_required BEFORE INSERT OR UPDATE ON public.%I '
+                           'FOR EACH ROW EXECUTE FUNCTION kprintd.kitchen_fill_required(%L)',
+                           v_table, v_fill);
             RAISE NOTICE 'fill % where kprintd would leave NULL: %', v_table, v_fill;
             RETURN NEXT format('%s: %s', v_table, v_fill);
         END IF;
@@ -240,10 +241,10 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION kitchen_install_required_fillers() IS
+COMMENT ON FUNCTION kprintd.kitchen_install_required_fillers() IS
     'Looks at the five kitchen tables for columns that are NOT NULL with no default and that kprintd does '
     'not always write (a POS''s ORM fills them itself), and (re)creates a kitchen_fill_required trigger on '
     'each such table; returns one line per table it fills. Raises 23502 naming the columns whose type has '
     'no empty value (a uuid, say). Run by kprintd migrate; run it again after the POS adds such a column.';
 
-SELECT kitchen_install_required_fillers();
+SELECT kprintd.kitchen_install_required_fillers();

@@ -16,27 +16,27 @@
 -- Apply with kprintd migrate, or by hand: psql -v ON_ERROR_STOP=1 --single-transaction -f <file>
 
 -- Why a route's tickets would not print ----------------------------------------------------------
-CREATE FUNCTION kitchen_unserved_reason(p_brand_id uuid, p_store_id uuid, p_station text)
+CREATE FUNCTION kprintd.kitchen_unserved_reason(p_brand_id uuid, p_store_id uuid, p_station text)
 RETURNS text
     LANGUAGE sql STABLE AS $$
     SELECT CASE
-        WHEN NOT EXISTS (SELECT 1 FROM kitchen_daemon_status d WHERE d.state = 'alive')
+        WHEN NOT EXISTS (SELECT 1 FROM public.kitchen_daemon_status d WHERE d.state = 'alive')
             THEN 'no_daemon'
         -- A daemon's scope as kitchen_due_routes() applies it: store NULL = every store (tickets
         -- without a store included), brand_ids empty = every brand.
-        WHEN NOT EXISTS (SELECT 1 FROM kitchen_daemon_status d
+        WHEN NOT EXISTS (SELECT 1 FROM public.kitchen_daemon_status d
                          WHERE d.state = 'alive'
                            AND (d.store_id IS NULL OR d.store_id = p_store_id)
                            AND (cardinality(d.brand_ids) = 0 OR p_brand_id = ANY (d.brand_ids)))
             THEN 'no_daemon_in_scope'
         -- Routing's own list, so the two cannot disagree. A printer in planned maintenance counts:
         -- its tickets are held on purpose and the daemon announces that (station_in_maintenance).
-        WHEN NOT EXISTS (SELECT 1 FROM kitchen_route_printers(p_brand_id, p_store_id, p_station))
+        WHEN NOT EXISTS (SELECT 1 FROM kprintd.kitchen_route_printers(p_brand_id, p_store_id, p_station))
             THEN 'no_printer'
     END
 $$;
 
-COMMENT ON FUNCTION kitchen_unserved_reason(uuid, uuid, text) IS
+COMMENT ON FUNCTION kprintd.kitchen_unserved_reason(uuid, uuid, text) IS
     'Why the waiting tickets of this route (brand, store, station) would not print, or NULL when '
     'they will: ''no_daemon'' (no daemon is alive in kitchen_daemon_status), ''no_daemon_in_scope'' '
     '(no alive daemon''s scope covers the brand and store: a daemon with a store serves only that '
@@ -44,7 +44,7 @@ COMMENT ON FUNCTION kitchen_unserved_reason(uuid, uuid, text) IS
     'for it). The first missing link is named.';
 
 -- The tickets ------------------------------------------------------------------------------------
-CREATE FUNCTION kitchen_unserved_tickets(p_grace interval DEFAULT interval '30 seconds')
+CREATE FUNCTION kprintd.kitchen_unserved_tickets(p_grace interval DEFAULT interval '30 seconds')
 RETURNS TABLE (
     ticket_id   bigint,
     bill_id     bigint,
@@ -64,13 +64,13 @@ BEGIN ATOMIC
     WITH waiting AS (
         SELECT t.id, t.bill_id, t.brand_id, t.store_id, t.printer_target::text AS station,
                t.created_at
-        FROM kitchen_kitchenticket t
+        FROM public.kitchen_kitchenticket t
         WHERE t.status = 'new'
           AND t.print_attempts < t.max_retries
           AND t.created_at < now() - p_grace
     ), routes AS MATERIALIZED (
         SELECT r.brand_id, r.store_id, r.station,
-               kitchen_unserved_reason(r.brand_id, r.store_id, r.station) AS reason
+               kprintd.kitchen_unserved_reason(r.brand_id, r.store_id, r.station) AS reason
         FROM (SELECT DISTINCT w.brand_id, w.store_id, w.station FROM waiting w) r
     )
     SELECT w.id, w.bill_id, w.brand_id, w.store_id, w.station, w.created_at, r.reason
@@ -82,13 +82,13 @@ BEGIN ATOMIC
     ORDER BY w.created_at, w.id;
 END;
 
-COMMENT ON FUNCTION kitchen_unserved_tickets(interval) IS
+COMMENT ON FUNCTION kprintd.kitchen_unserved_tickets(interval) IS
     'Every waiting ticket (new, attempts left) created more than p_grace ago (default 30 s) that '
     'nothing will print, oldest first, whatever the caller''s scope, with kitchen_unserved_reason() '
     'of its route: no_daemon, no_daemon_in_scope or no_printer. Tickets out of attempts are '
     'kitchen_stuck_tickets'' (out_of_attempts), not listed here.';
 
-CREATE FUNCTION kitchen_unserved_routes(p_grace interval DEFAULT interval '30 seconds')
+CREATE FUNCTION kprintd.kitchen_unserved_routes(p_grace interval DEFAULT interval '30 seconds')
 RETURNS TABLE (
     brand_id          uuid,
     brand             text,
@@ -120,25 +120,25 @@ RETURNS TABLE (
     FROM (SELECT u.brand_id, br.name AS brand, u.store_id, u.station, u.reason,
                  count(*) AS waiting, min(u.created_at) AS oldest_created_at,
                  (array_agg(u.ticket_id ORDER BY u.created_at, u.ticket_id))[1] AS oldest_ticket_id
-          FROM kitchen_unserved_tickets(p_grace) u
-          LEFT JOIN kitchen_pos_brand br ON br.id = u.brand_id
+          FROM kprintd.kitchen_unserved_tickets(p_grace) u
+          LEFT JOIN public.kitchen_pos_brand br ON br.id = u.brand_id
           GROUP BY u.brand_id, br.name, u.store_id, u.station, u.reason) g
     ORDER BY g.oldest_created_at, g.oldest_ticket_id
 $$;
 
-COMMENT ON FUNCTION kitchen_unserved_routes(interval) IS
+COMMENT ON FUNCTION kprintd.kitchen_unserved_routes(interval) IS
     'kitchen_unserved_tickets(p_grace) per route (brand, store, station): reason, waiting (how '
     'many), oldest_created_at and oldest_ticket_id, and message (the route, its count and its reason '
     'in words for a manager, as kprintd status and the ticket_unserved alert say it). Oldest first. '
     'kprintd status and the daemon call it with the default grace of 30 s.';
 
-COMMENT ON COLUMN kitchen_alertlog.alert_type IS
+COMMENT ON COLUMN public.kitchen_alertlog.alert_type IS
     'printer_down, printer_paper_low, printer_recovered, station_unroutable, station_recovered, '
     'station_in_maintenance, ticket_failed, ticket_unserved, ticket_unserved_cleared '
     '(docs/monitoring.md).';
 
 -- kprintd status: the unserved routes (same signature: replace) --------------------------------
-CREATE OR REPLACE FUNCTION kitchen_status_report(p_brand_ids uuid[] DEFAULT NULL, p_store_id uuid DEFAULT NULL)
+CREATE OR REPLACE FUNCTION kprintd.kitchen_status_report(p_brand_ids uuid[] DEFAULT NULL, p_store_id uuid DEFAULT NULL)
 RETURNS jsonb
     LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -169,8 +169,8 @@ BEGIN
                'last_error_message', s.last_error_message)
                ORDER BY br.name, s.station, s.priority, s.printer_id), '[]')
       INTO v_printers
-      FROM kitchen_printer_status s
-      LEFT JOIN kitchen_pos_brand br ON br.id = s.brand_id
+      FROM public.kitchen_printer_status s
+      LEFT JOIN public.kitchen_pos_brand br ON br.id = s.brand_id
      WHERE s.is_active
        AND (v_all_brands OR s.brand_id = ANY (p_brand_ids))
        AND (p_store_id IS NULL OR s.store_id IS NULL OR s.store_id = p_store_id);
@@ -182,8 +182,8 @@ BEGIN
                'oldest_waiting_since', q.oldest_waiting_since)
                ORDER BY br.name, q.station, q.store_id), '[]')
       INTO v_queues
-      FROM kitchen_station_queue q
-      LEFT JOIN kitchen_pos_brand br ON br.id = q.brand_id
+      FROM public.kitchen_station_queue q
+      LEFT JOIN public.kitchen_pos_brand br ON br.id = q.brand_id
      WHERE (v_all_brands OR q.brand_id = ANY (p_brand_ids))
        AND (p_store_id IS NULL OR q.store_id = p_store_id);
 
@@ -195,7 +195,7 @@ BEGIN
                ORDER BY f.failed_at DESC, f.ticket_id DESC) FILTER (WHERE f.n <= 10), '[]')
       INTO v_failed_n, v_failed
       FROM (SELECT ft.*, row_number() OVER (ORDER BY ft.failed_at DESC, ft.ticket_id DESC) AS n
-              FROM kitchen_failed_tickets ft
+              FROM public.kitchen_failed_tickets ft
              WHERE ft.failed_at > now() - interval '24 hours'
                AND (v_all_brands OR ft.brand_id = ANY (p_brand_ids))
                AND (p_store_id IS NULL OR ft.store_id = p_store_id)) f;
@@ -208,7 +208,7 @@ BEGIN
                ORDER BY st.stuck_since, st.ticket_id) FILTER (WHERE st.n <= 10), '[]')
       INTO v_stuck_n, v_stuck
       FROM (SELECT k.*, row_number() OVER (ORDER BY k.stuck_since, k.ticket_id) AS n
-              FROM kitchen_stuck_tickets k
+              FROM public.kitchen_stuck_tickets k
              WHERE (v_all_brands OR k.brand_id = ANY (p_brand_ids))
                AND (p_store_id IS NULL OR k.store_id = p_store_id)) st;
 
@@ -223,7 +223,7 @@ BEGIN
                'message', u.message)
                ORDER BY u.oldest_created_at, u.oldest_ticket_id), '[]')
       INTO v_unserved_n, v_unserved
-      FROM kitchen_unserved_routes() u;
+      FROM kprintd.kitchen_unserved_routes() u;
 
     -- Daemons whose scope overlaps this one; a daemon seen in the last day is shown even if gone.
     SELECT coalesce(jsonb_agg(jsonb_build_object(
@@ -234,7 +234,7 @@ BEGIN
                ORDER BY d.state <> 'alive', d.last_seen_at DESC), '[]'),
            coalesce(bool_or(d.state = 'alive'), false)
       INTO v_daemons, v_live
-      FROM kitchen_daemon_status d
+      FROM public.kitchen_daemon_status d
      WHERE (d.state = 'alive' OR d.last_seen_at > now() - interval '1 day')
        AND (d.store_id IS NULL OR p_store_id IS NULL OR d.store_id = p_store_id)
        AND (cardinality(d.brand_ids) = 0 OR v_all_brands OR d.brand_ids && p_brand_ids);
@@ -246,9 +246,9 @@ BEGIN
                'reason', m.reason, 'station_keeps_printing', m.station_keeps_printing)
                ORDER BY m.starts_at, m.schedule_id), '[]')
       INTO v_maintenance
-      FROM kitchen_printer_maintenance m
-      LEFT JOIN kitchen_pos_brand br ON br.id = m.brand_id
-      JOIN kitchen_stationprinter sp ON sp.id = m.printer_id
+      FROM public.kitchen_printer_maintenance m
+      LEFT JOIN public.kitchen_pos_brand br ON br.id = m.brand_id
+      JOIN public.kitchen_stationprinter sp ON sp.id = m.printer_id
      WHERE m.state <> 'past'
        AND coalesce(sp.is_active, true)
        AND (v_all_brands OR m.brand_id = ANY (p_brand_ids))
@@ -260,7 +260,7 @@ BEGIN
            coalesce(jsonb_agg(r.alert ORDER BY r.id DESC) FILTER (WHERE r.n <= 10), '[]')
       INTO v_alerts_n, v_alerts
       FROM (SELECT a.id, a.alert, row_number() OVER (ORDER BY a.id DESC) AS n
-              FROM kitchen_alertlog a
+              FROM public.kitchen_alertlog a
              WHERE a.sent
                AND a.raised_at > now() - interval '1 hour'
                AND (v_all_brands OR a.alert ->> 'brand_id' = ANY (p_brand_ids::text[]))
@@ -322,7 +322,7 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION kitchen_status_report(uuid[], uuid) IS
+COMMENT ON FUNCTION kprintd.kitchen_status_report(uuid[], uuid) IS
     'Summary for kprintd status, as JSON: {generated_at, scope, daemons (heartbeats of daemons whose '
     'scope overlaps, alive first), printers (active printers in scope with their latest check, '
     'kitchen_printer_status), queues (kitchen_station_queue), failed_24h and failed_tickets (the 10 '

@@ -33,7 +33,7 @@
 -- spaces other than the plain one (no-break, en, em, ideographic, ...), the combining grapheme
 -- joiner and the Hangul fillers. The patterns are plain ASCII escapes, read by the regex engine:
 -- in a database whose encoding is not UTF8 only what that encoding can tell apart is judged.
-CREATE FUNCTION kitchen_valid_station(p_code text) RETURNS boolean
+CREATE FUNCTION kprintd.kitchen_valid_station(p_code text) RETURNS boolean
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN p_code IS NULL OR p_code !~ CASE
         WHEN getdatabaseencoding() = 'UTF8' THEN
@@ -47,7 +47,7 @@ CREATE FUNCTION kitchen_valid_station(p_code text) RETURNS boolean
         ELSE '[\u0001-\u001f\u007f]'
     END;
 
-COMMENT ON FUNCTION kitchen_valid_station(text) IS
+COMMENT ON FUNCTION kprintd.kitchen_valid_station(text) IS
     'True when p_code (a station code, or any text) is visible text: no control character (C0, DEL, '
     'C1, e.g. ESC), no format character (Unicode Cf: zero-width space and joiners, bidirectional '
     'overrides, byte order mark, ...), no line or paragraph separator, no space but the plain one '
@@ -55,18 +55,18 @@ COMMENT ON FUNCTION kitchen_valid_station(text) IS
     'valid (nothing to judge). In a database not in UTF8, only the control characters the encoding '
     'can tell apart are judged. kprintd refuses station codes for which it is false.';
 
-CREATE FUNCTION kitchen_printable(p_text text) RETURNS text
+CREATE FUNCTION kprintd.kitchen_printable(p_text text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 DECLARE
     v_out   text := '';
     v_char  text;
     v_code  integer;
 BEGIN
-    IF kitchen_valid_station(p_text) THEN
+    IF kprintd.kitchen_valid_station(p_text) THEN
         RETURN p_text;
     END IF;
     FOR v_char IN SELECT c FROM regexp_split_to_table(p_text, '') AS c LOOP
-        IF kitchen_valid_station(v_char) THEN
+        IF kprintd.kitchen_valid_station(v_char) THEN
             v_out := v_out || v_char;
         ELSE
             v_code := ascii(v_char);
@@ -79,13 +79,13 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION kitchen_printable(text) IS
+COMMENT ON FUNCTION kprintd.kitchen_printable(text) IS
     'p_text with every character kitchen_valid_station() refuses written as an escape (ESC as \x1b, '
     'a zero-width space as \u200b), as kprintd shows text on a terminal; other text unchanged. For '
     'error messages and reports: a station code with ESC [2J in it must not clear the screen of '
     'whoever reads about it.';
 
-CREATE FUNCTION kitchen_refuse_invisible_station() RETURNS trigger
+CREATE FUNCTION kprintd.kitchen_refuse_invisible_station() RETURNS trigger
     LANGUAGE plpgsql AS $$
 DECLARE
     v_code   text;
@@ -110,14 +110,14 @@ BEGIN
     END IF;
     -- A row written before 0029 keeps its code through updates that do not change it (an ORM
     -- saving every column, the daemon counting prints).
-    IF kitchen_valid_station(v_code) OR (TG_OP = 'UPDATE' AND v_code IS NOT DISTINCT FROM v_old) THEN
+    IF kprintd.kitchen_valid_station(v_code) OR (TG_OP = 'UPDATE' AND v_code IS NOT DISTINCT FROM v_old) THEN
         RETURN NEW;
     END IF;
-    v_shown := kitchen_printable(left(v_code, 60));
+    v_shown := kprintd.kitchen_printable(left(v_code, 60));
 
     IF TG_TABLE_NAME = 'kitchen_stationprinter' THEN
         RAISE EXCEPTION 'printer ''%'': station code ''%'' refused: %',
-                        kitchen_printable(left(NEW.printer_name, 60)), v_shown, v_rule
+                        kprintd.kitchen_printable(left(NEW.printer_name, 60)), v_shown, v_rule
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Type the station code again (a copy from a document or chat may carry '
                          'invisible characters); it must equal the printer_target of the products '
@@ -131,7 +131,7 @@ BEGIN
     -- A ticket. A void or a reprint repeats a station that is on paper already for this bill (a
     -- ticket written before 0029): the kitchen must get it, and it names no new station.
     IF (NEW.ticket_type = 'void' OR NEW.is_reprint)
-       AND EXISTS (SELECT 1 FROM kitchen_kitchenticket o
+       AND EXISTS (SELECT 1 FROM public.kitchen_kitchenticket o
                     WHERE o.bill_id = NEW.bill_id AND o.printer_target = NEW.printer_target) THEN
         RETURN NEW;
     END IF;
@@ -139,18 +139,18 @@ BEGIN
     -- which item (or its product) to fix.
     SELECT count(*),
            string_agg(format('%s (%s, %s)', i.id,
-                             coalesce('''' || kitchen_printable(left(i.product_name, 40)) || '''',
+                             coalesce('''' || kprintd.kitchen_printable(left(i.product_name, 40)) || '''',
                                       'no product'),
-                             CASE WHEN kitchen_normalize_station(i.printer_target) IS NOT NULL
+                             CASE WHEN kprintd.kitchen_normalize_station(i.printer_target) IS NOT NULL
                                   THEN 'its own printer_target'
                                   ELSE 'its product''s printer_target' END),
                       ', ' ORDER BY i.id) FILTER (WHERE i.n <= 10)
       INTO v_count, v_items
       FROM (SELECT bi.*, row_number() OVER (ORDER BY bi.id) AS n
-              FROM kitchen_pos_billitem bi
+              FROM public.kitchen_pos_billitem bi
              WHERE bi.bill_id = NEW.bill_id
-               AND kitchen_item_station(bi.printer_target, bi.product_printer_target)
-                   = kitchen_normalize_station(NEW.printer_target)) i;
+               AND kprintd.kitchen_item_station(bi.printer_target, bi.product_printer_target)
+                   = kprintd.kitchen_normalize_station(NEW.printer_target)) i;
     IF v_count > 0 THEN
         RAISE EXCEPTION 'bill %: nothing sent to the kitchen: % to station ''%'', which is refused: %',
                         NEW.bill_id,
@@ -169,7 +169,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION kitchen_refuse_invisible_station() IS
+COMMENT ON FUNCTION kprintd.kitchen_refuse_invisible_station() IS
     'BEFORE INSERT OR UPDATE of the station code on kitchen_stationprinter (station_code), '
     'kitchen_printtemplate (station_code) and kitchen_kitchenticket (printer_target): refuses a code '
     'that is not visible text (kitchen_valid_station()) with SQLSTATE 22023, naming the printer, the '
@@ -180,36 +180,36 @@ COMMENT ON FUNCTION kitchen_refuse_invisible_station() IS
     'working.';
 
 CREATE TRIGGER kitchen_stationprinter_station_visible
-    BEFORE INSERT OR UPDATE OF station_code ON kitchen_stationprinter
-    FOR EACH ROW EXECUTE FUNCTION kitchen_refuse_invisible_station();
+    BEFORE INSERT OR UPDATE OF station_code ON public.kitchen_stationprinter
+    FOR EACH ROW EXECUTE FUNCTION kprintd.kitchen_refuse_invisible_station();
 CREATE TRIGGER kitchen_printtemplate_station_visible
-    BEFORE INSERT OR UPDATE OF station_code ON kitchen_printtemplate
-    FOR EACH ROW EXECUTE FUNCTION kitchen_refuse_invisible_station();
+    BEFORE INSERT OR UPDATE OF station_code ON public.kitchen_printtemplate
+    FOR EACH ROW EXECUTE FUNCTION kprintd.kitchen_refuse_invisible_station();
 -- Named to fire after kitchen_kitchenticket_prepare_insert (triggers fire in name order), which
 -- stores the code trimmed and lowercase and settles ticket_type.
 CREATE TRIGGER kitchen_kitchenticket_station_visible
-    BEFORE INSERT OR UPDATE OF printer_target ON kitchen_kitchenticket
-    FOR EACH ROW EXECUTE FUNCTION kitchen_refuse_invisible_station();
+    BEFORE INSERT OR UPDATE OF printer_target ON public.kitchen_kitchenticket
+    FOR EACH ROW EXECUTE FUNCTION kprintd.kitchen_refuse_invisible_station();
 
 -- ALWAYS: also with session_replication_role = replica, the usual way to skip triggers.
-ALTER TABLE kitchen_stationprinter ENABLE ALWAYS TRIGGER kitchen_stationprinter_station_visible;
-ALTER TABLE kitchen_printtemplate ENABLE ALWAYS TRIGGER kitchen_printtemplate_station_visible;
-ALTER TABLE kitchen_kitchenticket ENABLE ALWAYS TRIGGER kitchen_kitchenticket_station_visible;
+ALTER TABLE public.kitchen_stationprinter ENABLE ALWAYS TRIGGER kitchen_stationprinter_station_visible;
+ALTER TABLE public.kitchen_printtemplate ENABLE ALWAYS TRIGGER kitchen_printtemplate_station_visible;
+ALTER TABLE public.kitchen_kitchenticket ENABLE ALWAYS TRIGGER kitchen_kitchenticket_station_visible;
 
 -- 2. Is the daemon listening? -------------------------------------------------------------------------
-ALTER TABLE kitchen_daemon_heartbeat
+ALTER TABLE public.kitchen_daemon_heartbeat
     ADD COLUMN listening           BOOLEAN NULL,
     ADD COLUMN not_listening_since TIMESTAMP WITH TIME ZONE NULL;
 
-COMMENT ON COLUMN kitchen_daemon_heartbeat.listening IS
+COMMENT ON COLUMN public.kitchen_daemon_heartbeat.listening IS
     'True while the daemon''s LISTEN connection is up and read, so a new ticket prints at once; false '
     'while it is not (tickets then print only when the daemon''s periodic sweep finds them); NULL when '
     'the writer did not say (the 9-argument kitchen_daemon_beat()).';
-COMMENT ON COLUMN kitchen_daemon_heartbeat.not_listening_since IS
+COMMENT ON COLUMN public.kitchen_daemon_heartbeat.not_listening_since IS
     'While listening is false: since when the daemon has not been listening (its start, or the moment '
     'its listener stopped). NULL otherwise.';
 
-CREATE FUNCTION kitchen_daemon_beat(
+CREATE FUNCTION kprintd.kitchen_daemon_beat(
     p_daemon_id            text,
     p_host                 text,
     p_pid                  integer,
@@ -223,7 +223,7 @@ CREATE FUNCTION kitchen_daemon_beat(
     p_not_listening_since  timestamptz
 ) RETURNS void
     LANGUAGE sql AS $$
-    INSERT INTO kitchen_daemon_heartbeat AS d
+    INSERT INTO public.kitchen_daemon_heartbeat AS d
         (daemon_id, host, pid, version, store_id, brand_ids, interval_s, started_at, last_seen_at,
          stopped_at, tickets_printed, listening, not_listening_since)
     VALUES (p_daemon_id, p_host, p_pid, p_version, p_store_id, coalesce(p_brand_ids, '{}'),
@@ -238,17 +238,17 @@ CREATE FUNCTION kitchen_daemon_beat(
             last_seen_at = EXCLUDED.last_seen_at, stopped_at = NULL,
             tickets_printed = EXCLUDED.tickets_printed, listening = EXCLUDED.listening,
             not_listening_since = EXCLUDED.not_listening_since;
-    DELETE FROM kitchen_daemon_heartbeat WHERE last_seen_at < now() - interval '7 days';
+    DELETE FROM public.kitchen_daemon_heartbeat WHERE last_seen_at < now() - interval '7 days';
 $$;
 
-COMMENT ON FUNCTION kitchen_daemon_beat(text, text, integer, text, uuid, uuid[], double precision, timestamptz, bigint, boolean, timestamptz) IS
+COMMENT ON FUNCTION kprintd.kitchen_daemon_beat(text, text, integer, text, uuid, uuid[], double precision, timestamptz, bigint, boolean, timestamptz) IS
     'A running daemon says it is alive and whether it is listening for new tickets: upserts its '
     'kitchen_daemon_heartbeat row (last_seen_at = now(), stopped_at cleared, listening, and '
     'not_listening_since while listening is false: p_not_listening_since, at most now(), default '
     'now()) and removes rows of daemons not seen for 7 days. kprintd run calls it every health '
     'interval and as soon as its listener stops or starts listening.';
 
-CREATE OR REPLACE FUNCTION kitchen_daemon_beat(
+CREATE OR REPLACE FUNCTION kprintd.kitchen_daemon_beat(
     p_daemon_id        text,
     p_host             text,
     p_pid              integer,
@@ -260,16 +260,16 @@ CREATE OR REPLACE FUNCTION kitchen_daemon_beat(
     p_tickets_printed  bigint
 ) RETURNS void
     LANGUAGE sql AS $$
-    SELECT kitchen_daemon_beat(p_daemon_id, p_host, p_pid, p_version, p_store_id, p_brand_ids,
+    SELECT kprintd.kitchen_daemon_beat(p_daemon_id, p_host, p_pid, p_version, p_store_id, p_brand_ids,
                                p_interval_s, p_started_at, p_tickets_printed, NULL::boolean,
                                NULL::timestamptz)
 $$;
 
-COMMENT ON FUNCTION kitchen_daemon_beat(text, text, integer, text, uuid, uuid[], double precision, timestamptz, bigint) IS
+COMMENT ON FUNCTION kprintd.kitchen_daemon_beat(text, text, integer, text, uuid, uuid[], double precision, timestamptz, bigint) IS
     'The heartbeat of a writer that does not say whether it listens (before 0029): as the 11-argument '
     'kitchen_daemon_beat() with listening NULL (unknown), so it is never said to be not listening.';
 
-CREATE OR REPLACE VIEW kitchen_daemon_status AS
+CREATE OR REPLACE VIEW public.kitchen_daemon_status AS
 SELECT d.daemon_id, d.host, d.pid, d.version, d.store_id, d.brand_ids,
        CASE WHEN d.stopped_at IS NOT NULL THEN 'stopped'
             WHEN d.last_seen_at >= now() - make_interval(secs => greatest(3 * d.interval_s, 15))
@@ -281,9 +281,9 @@ SELECT d.daemon_id, d.host, d.pid, d.version, d.store_id, d.brand_ids,
        d.listening, d.not_listening_since,
        CASE WHEN d.listening IS FALSE AND d.stopped_at IS NULL
             THEN now() - d.not_listening_since END AS not_listening_for
-FROM kitchen_daemon_heartbeat d;
+FROM public.kitchen_daemon_heartbeat d;
 
-COMMENT ON VIEW kitchen_daemon_status IS
+COMMENT ON VIEW public.kitchen_daemon_status IS
     'Each daemon''s heartbeat with its state: ''alive'' (seen within 3 heartbeat intervals, at least '
     '15 s), ''stale'' (not seen since: it died, hangs, or cannot reach the database) or ''stopped'' '
     '(stopped cleanly); listening (its LISTEN connection is up and read: new tickets print at once; '
@@ -291,7 +291,7 @@ COMMENT ON VIEW kitchen_daemon_status IS
     'stopped; as of its last beat, which comes within a second of a change).';
 
 -- kprintd status: a live daemon that does not listen (same signature: replace) ----------------------
-CREATE OR REPLACE FUNCTION kitchen_status_report(p_brand_ids uuid[] DEFAULT NULL, p_store_id uuid DEFAULT NULL)
+CREATE OR REPLACE FUNCTION kprintd.kitchen_status_report(p_brand_ids uuid[] DEFAULT NULL, p_store_id uuid DEFAULT NULL)
 RETURNS jsonb
     LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -323,8 +323,8 @@ BEGIN
                'last_error_message', s.last_error_message)
                ORDER BY br.name, s.station, s.priority, s.printer_id), '[]')
       INTO v_printers
-      FROM kitchen_printer_status s
-      LEFT JOIN kitchen_pos_brand br ON br.id = s.brand_id
+      FROM public.kitchen_printer_status s
+      LEFT JOIN public.kitchen_pos_brand br ON br.id = s.brand_id
      WHERE s.is_active
        AND (v_all_brands OR s.brand_id = ANY (p_brand_ids))
        AND (p_store_id IS NULL OR s.store_id IS NULL OR s.store_id = p_store_id);
@@ -336,8 +336,8 @@ BEGIN
                'oldest_waiting_since', q.oldest_waiting_since)
                ORDER BY br.name, q.station, q.store_id), '[]')
       INTO v_queues
-      FROM kitchen_station_queue q
-      LEFT JOIN kitchen_pos_brand br ON br.id = q.brand_id
+      FROM public.kitchen_station_queue q
+      LEFT JOIN public.kitchen_pos_brand br ON br.id = q.brand_id
      WHERE (v_all_brands OR q.brand_id = ANY (p_brand_ids))
        AND (p_store_id IS NULL OR q.store_id = p_store_id);
 
@@ -349,7 +349,7 @@ BEGIN
                ORDER BY f.failed_at DESC, f.ticket_id DESC) FILTER (WHERE f.n <= 10), '[]')
       INTO v_failed_n, v_failed
       FROM (SELECT ft.*, row_number() OVER (ORDER BY ft.failed_at DESC, ft.ticket_id DESC) AS n
-              FROM kitchen_failed_tickets ft
+              FROM public.kitchen_failed_tickets ft
              WHERE ft.failed_at > now() - interval '24 hours'
                AND (v_all_brands OR ft.brand_id = ANY (p_brand_ids))
                AND (p_store_id IS NULL OR ft.store_id = p_store_id)) f;
@@ -362,7 +362,7 @@ BEGIN
                ORDER BY st.stuck_since, st.ticket_id) FILTER (WHERE st.n <= 10), '[]')
       INTO v_stuck_n, v_stuck
       FROM (SELECT k.*, row_number() OVER (ORDER BY k.stuck_since, k.ticket_id) AS n
-              FROM kitchen_stuck_tickets k
+              FROM public.kitchen_stuck_tickets k
              WHERE (v_all_brands OR k.brand_id = ANY (p_brand_ids))
                AND (p_store_id IS NULL OR k.store_id = p_store_id)) st;
 
@@ -377,7 +377,7 @@ BEGIN
                'message', u.message)
                ORDER BY u.oldest_created_at, u.oldest_ticket_id), '[]')
       INTO v_unserved_n, v_unserved
-      FROM kitchen_unserved_routes() u;
+      FROM kprintd.kitchen_unserved_routes() u;
 
     -- Daemons whose scope overlaps this one; a daemon seen in the last day is shown even if gone.
     SELECT coalesce(jsonb_agg(jsonb_build_object(
@@ -389,7 +389,7 @@ BEGIN
                ORDER BY d.state <> 'alive', d.last_seen_at DESC), '[]'),
            coalesce(bool_or(d.state = 'alive'), false)
       INTO v_daemons, v_live
-      FROM kitchen_daemon_status d
+      FROM public.kitchen_daemon_status d
      WHERE (d.state = 'alive' OR d.last_seen_at > now() - interval '1 day')
        AND (d.store_id IS NULL OR p_store_id IS NULL OR d.store_id = p_store_id)
        AND (cardinality(d.brand_ids) = 0 OR v_all_brands OR d.brand_ids && p_brand_ids);
@@ -405,7 +405,7 @@ BEGIN
                                  d.daemon_id, floor(extract(epoch FROM d.not_listening_for))))
                ORDER BY d.not_listening_since, d.daemon_id), '[]')
       INTO v_deaf
-      FROM kitchen_daemon_status d
+      FROM public.kitchen_daemon_status d
      WHERE d.state = 'alive'
        AND d.listening IS FALSE
        AND d.not_listening_for > interval '30 seconds'
@@ -419,9 +419,9 @@ BEGIN
                'reason', m.reason, 'station_keeps_printing', m.station_keeps_printing)
                ORDER BY m.starts_at, m.schedule_id), '[]')
       INTO v_maintenance
-      FROM kitchen_printer_maintenance m
-      LEFT JOIN kitchen_pos_brand br ON br.id = m.brand_id
-      JOIN kitchen_stationprinter sp ON sp.id = m.printer_id
+      FROM public.kitchen_printer_maintenance m
+      LEFT JOIN public.kitchen_pos_brand br ON br.id = m.brand_id
+      JOIN public.kitchen_stationprinter sp ON sp.id = m.printer_id
      WHERE m.state <> 'past'
        AND coalesce(sp.is_active, true)
        AND (v_all_brands OR m.brand_id = ANY (p_brand_ids))
@@ -433,7 +433,7 @@ BEGIN
            coalesce(jsonb_agg(r.alert ORDER BY r.id DESC) FILTER (WHERE r.n <= 10), '[]')
       INTO v_alerts_n, v_alerts
       FROM (SELECT a.id, a.alert, row_number() OVER (ORDER BY a.id DESC) AS n
-              FROM kitchen_alertlog a
+              FROM public.kitchen_alertlog a
              WHERE a.sent
                AND a.raised_at > now() - interval '1 hour'
                AND (v_all_brands OR a.alert ->> 'brand_id' = ANY (p_brand_ids::text[]))
@@ -498,7 +498,7 @@ END;
 $$;
 
 
-COMMENT ON FUNCTION kitchen_status_report(uuid[], uuid) IS
+COMMENT ON FUNCTION kprintd.kitchen_status_report(uuid[], uuid) IS
     'Summary for kprintd status, as JSON: {generated_at, scope, daemons (heartbeats of daemons whose '
     'scope overlaps, alive first, with listening and not_listening_since), printers (active printers '
     'in scope with their latest check, kitchen_printer_status), queues (kitchen_station_queue), '
@@ -516,5 +516,5 @@ COMMENT ON FUNCTION kitchen_status_report(uuid[], uuid) IS
 
 -- 3. The alert log stays append-only, whatever the session's replication role -----------------------
 -- ALWAYS: also with session_replication_role = replica, the usual way to skip triggers.
-ALTER TABLE kitchen_alertlog ENABLE ALWAYS TRIGGER kitchen_alertlog_no_update_delete;
-ALTER TABLE kitchen_alertlog ENABLE ALWAYS TRIGGER kitchen_alertlog_no_truncate;
+ALTER TABLE public.kitchen_alertlog ENABLE ALWAYS TRIGGER kitchen_alertlog_no_update_delete;
+ALTER TABLE public.kitchen_alertlog ENABLE ALWAYS TRIGGER kitchen_alertlog_no_truncate;

@@ -20,7 +20,7 @@
 -- 1. The notification ------------------------------------------------------------------------------
 -- Same arguments as before, so that its callers (kitchen_ticket_committed(), kitchen_ticket_notify())
 -- stay as they are; the second one no longer changes the payload.
-CREATE OR REPLACE FUNCTION kitchen_ticket_notice(p_ticket kitchen_kitchenticket, p_with_document boolean)
+CREATE OR REPLACE FUNCTION kprintd.kitchen_ticket_notice(p_ticket public.kitchen_kitchenticket, p_with_document boolean)
 RETURNS text
     LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
@@ -32,13 +32,13 @@ RETURNS text
         'due_at',      p_ticket.next_attempt_at)::text
 $$;
 
-COMMENT ON FUNCTION kitchen_ticket_notice(kitchen_kitchenticket, boolean) IS
+COMMENT ON FUNCTION kprintd.kitchen_ticket_notice(public.kitchen_kitchenticket, boolean) IS
     'The kitchen_ticket_new payload of a ticket: {"ticket_id", "station", "brand_id", "store_id", '
     '"ticket_type", "due_at"}. due_at is next_attempt_at: the ticket is not due before it. The second '
     'argument is ignored. The payload carries no document and nothing secret: any role that can '
     'connect can LISTEN, and NOTIFY a payload of its own; kprintd only wakes the route it names.';
 
-COMMENT ON FUNCTION kitchen_ticket_committed() IS
+COMMENT ON FUNCTION kprintd.kitchen_ticket_committed() IS
     'Deferred AFTER INSERT on kitchen_kitchenticket, run when the inserting transaction commits: logs '
     'the ticket''s ''created'' row unless the writer wrote one (actor kprintd.actor, else session_user); '
     'for a ticket still ''new'', makes it due now if it has items, or holds it '
@@ -46,13 +46,13 @@ COMMENT ON FUNCTION kitchen_ticket_committed() IS
     '(kitchen_ticket_notice).';
 
 -- 2. No token ----------------------------------------------------------------------------------------
-ALTER TABLE kitchen_kitchenticket DROP COLUMN notice_token;
+ALTER TABLE public.kitchen_kitchenticket DROP COLUMN notice_token;
 
 -- 3. The claim -------------------------------------------------------------------------------------
-DROP FUNCTION kitchen_claim_print_jobs(text, double precision, uuid, uuid, text, integer,
+DROP FUNCTION kprintd.kitchen_claim_print_jobs(text, double precision, uuid, uuid, text, integer,
                                        bigint[], uuid[], integer[]);
 
-CREATE FUNCTION kitchen_claim_print_jobs(
+CREATE FUNCTION kprintd.kitchen_claim_print_jobs(
     p_daemon         text,
     p_lease_seconds  double precision,
     p_brand_id       uuid,
@@ -69,7 +69,7 @@ BEGIN
     RETURN QUERY
     WITH due AS (
         SELECT t.id
-        FROM kitchen_kitchenticket t
+        FROM public.kitchen_kitchenticket t
         WHERE t.status = 'new'
           AND t.print_attempts < t.max_retries
           AND t.next_attempt_at <= now()
@@ -80,7 +80,7 @@ BEGIN
         LIMIT greatest(p_limit, 1)
         FOR UPDATE SKIP LOCKED
     ), claimed AS (
-        UPDATE kitchen_kitchenticket t
+        UPDATE public.kitchen_kitchenticket t
         SET status = 'printing',
             claimed_by = p_daemon,
             lease_expires_at = now() + make_interval(secs => p_lease_seconds),
@@ -89,13 +89,13 @@ BEGIN
         WHERE t.id = due.id
         RETURNING t.id, t.print_attempts, t.max_retries, t.created_at
     )
-    SELECT c.id, c.print_attempts, c.max_retries, kitchen_ticket_document(c.id)
+    SELECT c.id, c.print_attempts, c.max_retries, kprintd.kitchen_ticket_document(c.id)
     FROM claimed c
     ORDER BY c.created_at, c.id;
 END;
 $$;
 
-COMMENT ON FUNCTION kitchen_claim_print_jobs(text, double precision, uuid, uuid, text, integer) IS
+COMMENT ON FUNCTION kprintd.kitchen_claim_print_jobs(text, double precision, uuid, uuid, text, integer) IS
     'Claim up to p_limit due tickets of one route (brand, store, station), oldest first, skipping '
     'rows another daemon holds: status printing, a lease for p_daemon, one more print attempt, '
     'logged as print_start by printer_service (the audit trigger knows a claim; the caller''s own '

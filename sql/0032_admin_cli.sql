@@ -13,7 +13,7 @@
 --
 -- Apply with kprintd migrate, or by hand: psql -v ON_ERROR_STOP=1 --single-transaction -f <file>
 
-CREATE FUNCTION kitchen_ticket_list(
+CREATE FUNCTION kprintd.kitchen_ticket_list(
     p_limit      integer,
     p_bill_ids   bigint[] DEFAULT NULL,
     p_brand_ids  uuid[] DEFAULT NULL,
@@ -43,7 +43,7 @@ RETURNS TABLE (
 )
     LANGUAGE sql STABLE
     SECURITY DEFINER
-    SET search_path = pg_catalog, public, pg_temp
+    SET search_path = pg_catalog, pg_temp
 AS $$
     -- Casts: a POS's adopted table may have varchar, smallint or timestamp-without-zone columns.
     SELECT t.id::bigint,
@@ -66,21 +66,21 @@ AS $$
            nullif(t.error_code::text, ''),
            nullif(t.error_message::text, ''),
            -- The lines as they print (sql/0011): a partial reprint names their bill_item_id.
-           coalesce(kitchen_ticket_document(t.id) -> 'lines', '[]')
+           coalesce(kprintd.kitchen_ticket_document(t.id) -> 'lines', '[]')
     FROM (
         SELECT k.*
-        FROM kitchen_kitchenticket k
+        FROM public.kitchen_kitchenticket k
         WHERE (p_bill_ids IS NULL OR k.bill_id = ANY (p_bill_ids))
           AND (coalesce(cardinality(p_brand_ids), 0) = 0 OR k.brand_id = ANY (p_brand_ids))
           AND (p_store_id IS NULL OR k.store_id = p_store_id)
         ORDER BY k.id DESC
         LIMIT p_limit
     ) t
-    LEFT JOIN kitchen_pos_bill b ON b.id = t.bill_id
+    LEFT JOIN public.kitchen_pos_bill b ON b.id = t.bill_id
     ORDER BY t.id
 $$;
 
-COMMENT ON FUNCTION kitchen_ticket_list(integer, bigint[], uuid[], uuid) IS
+COMMENT ON FUNCTION kprintd.kitchen_ticket_list(integer, bigint[], uuid[], uuid) IS
     'The tickets `kprintd tickets` lists: the last p_limit tickets by id (every one when NULL), '
     'only of the bills p_bill_ids when given, in the scope p_brand_ids (NULL or empty = every '
     'brand) and p_store_id (NULL = every store) as kitchen_status_report() takes it; oldest first. '
@@ -91,4 +91,4 @@ COMMENT ON FUNCTION kitchen_ticket_list(integer, bigint[], uuid[], uuid) IS
     'partial kitchen_reprint() takes. Reads only, with its owner''s rights: EXECUTE is granted by '
     'duty, not to PUBLIC.';
 
-REVOKE EXECUTE ON FUNCTION kitchen_ticket_list(integer, bigint[], uuid[], uuid) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kprintd.kitchen_ticket_list(integer, bigint[], uuid[], uuid) FROM PUBLIC;

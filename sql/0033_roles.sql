@@ -72,7 +72,7 @@ BEGIN
     FOR v_object IN
         SELECT p.oid::regprocedure AS signature, p.prokind
           FROM pg_proc p
-         WHERE p.pronamespace = 'public'::regnamespace AND p.proname LIKE 'kitchen\_%'
+         WHERE p.pronamespace = 'kprintd'::regnamespace AND p.proname LIKE 'kitchen\_%'
            AND pg_get_userbyid(p.proowner) <> 'kprintd_owner'
     LOOP
         EXECUTE format('ALTER %s %s OWNER TO kprintd_owner',
@@ -90,6 +90,30 @@ BEGIN
 END
 $owner$;
 
+-- The schema of kprintd's functions: only its owner creates in it; everyone may look up names in it
+-- (a function's EXECUTE grant still decides who calls it).
+ALTER SCHEMA kprintd OWNER TO kprintd_owner;
+REVOKE CREATE ON SCHEMA kprintd FROM PUBLIC;
+GRANT USAGE ON SCHEMA kprintd TO PUBLIC;
+
+-- A POS or a DBA calls kitchen_create_tickets(), kitchen_reprint(), ... by their plain names: the
+-- database's sessions find kprintd's schema after their own. Where the database already sets a
+-- search_path, kprintd leaves it alone and says so.
+DO $path$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_db_role_setting s
+                WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
+                  AND s.setrole = 0
+                  AND EXISTS (SELECT 1 FROM unnest(s.setconfig) c WHERE c LIKE 'search\_path=%')) THEN
+        RAISE NOTICE 'this database sets its own search_path: add kprintd to it to call kprintd''s '
+                     'functions without the kprintd. prefix';
+    ELSE
+        EXECUTE format('ALTER DATABASE %I SET search_path = "$user", public, kprintd',
+                       current_database());
+    END IF;
+END
+$path$;
+
 -- 3. What nobody gets by default ---------------------------------------------------------------------
 -- Functions are executable by PUBLIC unless revoked: the ones that change the kitchen are revoked
 -- and granted by duty below. Functions that only read (reports, routing, documents) stay public:
@@ -100,7 +124,7 @@ DECLARE
 BEGIN
     FOR v_function IN
         SELECT p.oid::regprocedure FROM pg_proc p
-         WHERE p.pronamespace = 'public'::regnamespace
+         WHERE p.pronamespace = 'kprintd'::regnamespace
            AND p.proname IN (
                'kitchen_create_tickets', 'kitchen_reprint', 'kitchen_reset_ticket',
                'kitchen_mark_printed', 'kitchen_mark_failed', 'kitchen_purge',
@@ -115,18 +139,18 @@ END
 $revoke$;
 
 -- 4. The admin actions run with the owner's rights: a manager needs EXECUTE, no table rights ----------
-ALTER FUNCTION kitchen_reprint(bigint, text, bigint[])
-    SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp;
-ALTER FUNCTION kitchen_reset_ticket(bigint, text)
-    SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp;
-ALTER FUNCTION kitchen_mark_printed(bigint, text)
-    SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp;
-ALTER FUNCTION kitchen_mark_failed(bigint, text, text)
-    SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp;
+ALTER FUNCTION kprintd.kitchen_reprint(bigint, text, bigint[])
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION kprintd.kitchen_reset_ticket(bigint, text)
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION kprintd.kitchen_mark_printed(bigint, text)
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION kprintd.kitchen_mark_failed(bigint, text, text)
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 -- Moves a waiting ticket's due time or puts a late item on an addition: needs UPDATE and INSERT on
 -- tickets that a writer of lines (the POS) does not have.
-ALTER FUNCTION kitchen_ticketitem_arrived()
-    SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp;
+ALTER FUNCTION kprintd.kitchen_ticketitem_arrived()
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 -- 5. Grants by duty ----------------------------------------------------------------------------------
 -- Any kitchen view or table may be read by the daemon and the auditor (and so the reports, which
@@ -146,7 +170,7 @@ BEGIN
 
     FOR v_function IN
         SELECT p.oid::regprocedure FROM pg_proc p
-         WHERE p.pronamespace = 'public'::regnamespace
+         WHERE p.pronamespace = 'kprintd'::regnamespace
            AND p.proname IN (
                'kitchen_claim_print_jobs', 'kitchen_finish_print_jobs', 'kitchen_reclaim_expired_leases',
                'kitchen_record_health_checks', 'kitchen_prune_health_checks', 'kitchen_daemon_beat',
@@ -157,7 +181,7 @@ BEGIN
 
     FOR v_function IN
         SELECT p.oid::regprocedure FROM pg_proc p
-         WHERE p.pronamespace = 'public'::regnamespace
+         WHERE p.pronamespace = 'kprintd'::regnamespace
            AND p.proname IN ('kitchen_reprint', 'kitchen_reset_ticket', 'kitchen_mark_printed',
                              'kitchen_mark_failed', 'kitchen_purge')
     LOOP
@@ -167,7 +191,7 @@ BEGIN
     -- The ticket listing of `kprintd tickets` (SECURITY DEFINER, sql/0032).
     FOR v_function IN
         SELECT p.oid::regprocedure FROM pg_proc p
-         WHERE p.pronamespace = 'public'::regnamespace AND p.proname = 'kitchen_ticket_list'
+         WHERE p.pronamespace = 'kprintd'::regnamespace AND p.proname = 'kitchen_ticket_list'
     LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO kprintd_manager, kprintd_auditor',
                        v_function);
@@ -175,7 +199,7 @@ BEGIN
 
     FOR v_function IN
         SELECT p.oid::regprocedure FROM pg_proc p
-         WHERE p.pronamespace = 'public'::regnamespace AND p.proname = 'kitchen_create_tickets'
+         WHERE p.pronamespace = 'kprintd'::regnamespace AND p.proname = 'kitchen_create_tickets'
     LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO kprintd_pos', v_function);
     END LOOP;
@@ -183,20 +207,20 @@ END
 $grants$;
 
 -- The daemon: claims and outcomes (tickets, printer counters), health checks, heartbeat, alerts.
-GRANT UPDATE ON kitchen_kitchenticket, kitchen_stationprinter TO kprintd_daemon;
+GRANT UPDATE ON public.kitchen_kitchenticket, public.kitchen_stationprinter TO kprintd_daemon;
 -- Pruning picks the rows it deletes FOR UPDATE, which needs UPDATE.
-GRANT INSERT, UPDATE, DELETE ON kitchen_printerhealthcheck TO kprintd_daemon;
-GRANT INSERT, UPDATE, DELETE ON kitchen_daemon_heartbeat TO kprintd_daemon;
-GRANT INSERT ON kitchen_alertlog TO kprintd_daemon;
+GRANT INSERT, UPDATE, DELETE ON public.kitchen_printerhealthcheck TO kprintd_daemon;
+GRANT INSERT, UPDATE, DELETE ON public.kitchen_daemon_heartbeat TO kprintd_daemon;
+GRANT INSERT ON public.kitchen_alertlog TO kprintd_daemon;
 -- The POS: tickets and lines it writes, its own 'created' rows, and what it shows on its screens.
-GRANT SELECT, INSERT ON kitchen_kitchenticket, kitchen_kitchenticketitem TO kprintd_pos;
-GRANT SELECT, INSERT ON kitchen_kitchenticketlog TO kprintd_pos;
-GRANT SELECT ON kitchen_stationprinter, kitchen_bill_status, kitchen_billitem_status,
-                kitchen_pos_bill, kitchen_pos_billitem TO kprintd_pos;
+GRANT SELECT, INSERT ON public.kitchen_kitchenticket, public.kitchen_kitchenticketitem TO kprintd_pos;
+GRANT SELECT, INSERT ON public.kitchen_kitchenticketlog TO kprintd_pos;
+GRANT SELECT ON public.kitchen_stationprinter, public.kitchen_bill_status, public.kitchen_billitem_status,
+                public.kitchen_pos_bill, public.kitchen_pos_billitem TO kprintd_pos;
 -- Managers and auditors read the reports.
-GRANT SELECT ON kitchen_kitchenticket, kitchen_bill_status, kitchen_failed_tickets,
-                kitchen_stuck_tickets, kitchen_printer_status, kitchen_station_queue,
-                kitchen_daemon_status TO kprintd_manager;
+GRANT SELECT ON public.kitchen_kitchenticket, public.kitchen_bill_status, public.kitchen_failed_tickets,
+                public.kitchen_stuck_tickets, public.kitchen_printer_status, public.kitchen_station_queue,
+                public.kitchen_daemon_status TO kprintd_manager;
 
 -- Ids of rows each writer inserts.
 DO $sequences$
@@ -218,20 +242,22 @@ END
 $sequences$;
 
 -- 6. Every function resolves names the same way, whoever calls it ----------------------------------
--- A caller's temporary table named like a kitchen table would otherwise be found first (pg_temp is
--- searched before everything unless named last). SQL-standard bodies (RETURN ..., BEGIN ATOMIC) bind
--- their names when created and need no pinning, and stay inlinable.
+-- Every name a function uses is qualified (kprintd.f(), public.t); its search_path holds only
+-- pg_catalog, for the built-ins, and pg_temp, last: a caller's temporary table named like a kitchen
+-- table is never found, and a function or operator in public never stands in for a built-in.
+-- SQL-standard bodies (RETURN ..., BEGIN ATOMIC) bind their names when created and need no pinning,
+-- and stay inlinable.
 DO $pin$
 DECLARE
     v_function regprocedure;
 BEGIN
     FOR v_function IN
         SELECT p.oid::regprocedure FROM pg_proc p
-         WHERE p.pronamespace = 'public'::regnamespace AND p.proname LIKE 'kitchen\_%'
+         WHERE p.pronamespace = 'kprintd'::regnamespace AND p.proname LIKE 'kitchen\_%'
            AND p.prokind = 'f' AND p.prosqlbody IS NULL
            AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c WHERE c LIKE 'search\_path=%')
     LOOP
-        EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, public, pg_temp', v_function);
+        EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp', v_function);
     END LOOP;
 END
 $pin$;

@@ -20,7 +20,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from kprintd import migrate
-from kprintd.pgembed import EmbeddedPostgres
+from kprintd.pgembed import EmbeddedPostgres, copy_database
 from tests.daemon_harness import LOGIN_PASSWORD, LOGINS, Restaurant
 
 TEMPLATE_DB = f"kprintd_test_template_{os.getpid()}"
@@ -101,12 +101,7 @@ def _create_logins(postgres_server: PostgresServer) -> None:
 def database_url(postgres_server: PostgresServer, template_database: str) -> Iterator[str]:
     """A fresh database with every migration applied, dropped after the test."""
     name = f"kprintd_test_{os.getpid()}_{next(_database_numbers)}"
-    with psycopg.connect(postgres_server.admin_conninfo, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(template_database)
-            )
-        )
+    copy_database(postgres_server.admin_conninfo, name, template_database)
     try:
         yield postgres_server.conninfo(name)
     finally:

@@ -24,6 +24,8 @@ import pytest
 from psycopg import errors, sql
 from psycopg.rows import dict_row
 
+from kprintd.pgembed import copy_database
+
 Row = dict[str, Any]
 
 BRAND = UUID("a7a90000-0000-4000-8000-000000000001")
@@ -105,11 +107,10 @@ def seed(conn: psycopg.Connection[Row]) -> None:
 def seeded_database(postgres_server: Any, template_database: str) -> Iterator[str]:
     """A migrated, seeded database for this module (conftest's is per test, too slow for ~70)."""
     name = f"kprintd_constraints_{os.getpid()}"
-    create = sql.SQL("CREATE DATABASE {} TEMPLATE {}")
     drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
     with psycopg.connect(postgres_server.admin_conninfo, autocommit=True) as admin:
         admin.execute(drop)
-        admin.execute(create.format(sql.Identifier(name), sql.Identifier(template_database)))
+    copy_database(postgres_server.admin_conninfo, name, template_database)
     try:
         with psycopg.connect(postgres_server.conninfo(name), row_factory=dict_row) as conn:
             seed(conn)

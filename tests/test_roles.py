@@ -237,3 +237,49 @@ def test_no_login_owns_the_log_and_the_log_writer_ignores_a_callers_temp_tables(
         (sent["id"],),
     )
     assert lines == [{"n": 1}], "kitchen_create_tickets wrote its lines to the real table"
+
+
+def test_every_function_is_kprintds_own_and_resolves_nothing_through_public(
+    database_url: str,
+) -> None:
+    functions = query(
+        database_url,
+        "SELECT p.oid::regprocedure::text AS signature, n.nspname,"
+        " p.prosqlbody IS NOT NULL AS bound, p.proconfig"
+        " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+        " WHERE p.proname LIKE 'kitchen\\_%' AND p.prokind = 'f'",
+    )
+    assert functions
+    for function in functions:
+        assert function["nspname"] == "kprintd", function["signature"]
+        if not function["bound"]:
+            assert "search_path=pg_catalog, pg_temp" in function["proconfig"], function
+
+
+def test_a_pos_that_owns_public_cannot_slip_its_code_into_kprintds(
+    database_url: str, restaurant: Restaurant, login: Any
+) -> None:
+    """The finding: overloads in a public the POS owns were picked over kprintd's functions."""
+    kitchen = restaurant.printer("kitchen")
+    bill, _ = _bill_with_item(database_url, restaurant.brand_id)
+    with psycopg.connect(database_url, autocommit=True) as owner:
+        owner.execute(f"GRANT CREATE ON SCHEMA public TO {LOGINS['kprintd_pos']}")
+    pos = login("kprintd_pos")
+    # Closer matches for what kprintd's code calls on varchar columns, if it looked in public.
+    pos.execute(
+        "CREATE FUNCTION public.kitchen_normalize_station(varchar) RETURNS text"
+        " LANGUAGE sql AS $$ SELECT 'hijacked' $$;"
+        " CREATE FUNCTION public.lower(varchar) RETURNS text"
+        " LANGUAGE sql AS $$ SELECT 'hijacked' $$;"
+        " CREATE FUNCTION public.btrim(varchar) RETURNS text"
+        " LANGUAGE sql AS $$ SELECT 'hijacked' $$;"
+        " CREATE FUNCTION public.kitchen_ticket_document(bigint) RETURNS jsonb"
+        " LANGUAGE sql AS $$ SELECT '{}'::jsonb $$"
+    )
+    with running_daemon(database_url):
+        (sent,) = pos.execute("SELECT id FROM kitchen_create_tickets(%s)", (bill,)).fetchall()
+        wait_until(lambda: all_settled(database_url), what="printed")
+    row = ticket(database_url, sent["id"])
+    assert (row["printer_target"], row["status"]) == ("kitchen", "printed")
+    (paper,) = kitchen.tickets()
+    assert f"Ticket #{sent['id']}" in paper.text and "1 item" in paper.text
