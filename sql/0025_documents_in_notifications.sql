@@ -41,48 +41,34 @@ COMMENT ON COLUMN public.kitchen_kitchenticket.notice_token IS
     'Reporting roles need not read it: grant them the views.';
 
 -- The payload, for the notification sent when a ticket is committed (sql/0026) and when it goes back
--- to 'new': the document only for a ticket that has lines, when it fits.
-CREATE FUNCTION kprintd.kitchen_ticket_notice(p_ticket public.kitchen_kitchenticket, p_with_document boolean)
-RETURNS text
-    LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    v_notice   jsonb := jsonb_build_object(
+-- to 'new': where the ticket goes, nothing of what it says (any login can LISTEN).
+CREATE FUNCTION kprintd.kitchen_ticket_notice(p_ticket public.kitchen_kitchenticket) RETURNS text
+    LANGUAGE sql STABLE
+    RETURN jsonb_build_object(
         'ticket_id',   p_ticket.id,
         'station',     p_ticket.printer_target,
         'brand_id',    p_ticket.brand_id,
         'store_id',    p_ticket.store_id,
         'ticket_type', p_ticket.ticket_type,
-        'due_at',      p_ticket.next_attempt_at);
-    v_payload  text;
-BEGIN
-    IF p_with_document AND p_ticket.notice_token IS NOT NULL THEN
-        v_payload := (v_notice || jsonb_build_object(
-            'token', p_ticket.notice_token, 'document', kprintd.kitchen_ticket_document(p_ticket.id)))::text;
-        IF octet_length(v_payload) >= 8000 THEN
-            v_payload := NULL;  -- too big for NOTIFY: announced without it
-        END IF;
-    END IF;
-    RETURN coalesce(v_payload, v_notice::text);
-END
-$$;
+        'due_at',      p_ticket.next_attempt_at)::text;
 
-COMMENT ON FUNCTION kprintd.kitchen_ticket_notice(public.kitchen_kitchenticket, boolean) IS
+COMMENT ON FUNCTION kprintd.kitchen_ticket_notice(public.kitchen_kitchenticket) IS
     'The kitchen_ticket_new payload of a ticket: {"ticket_id", "station", "brand_id", "store_id", '
-    '"ticket_type", "due_at"[, "token", "document"]}. due_at is next_attempt_at: the ticket is not due '
-    'before it. document (kitchen_ticket_document()) and token (the ticket''s notice_token) only when '
-    'p_with_document and the payload fits in 8000 bytes; kprintd prints a first attempt from it.';
+    '"ticket_type", "due_at"}. due_at is next_attempt_at: the ticket is not due before it. It carries '
+    'nothing secret and nothing kprintd prints: any role that can connect can LISTEN, and NOTIFY a '
+    'payload of its own; kprintd only wakes the route it names.';
 
 CREATE OR REPLACE FUNCTION kprintd.kitchen_ticket_notify() RETURNS trigger
     LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('kitchen_ticket_new', kprintd.kitchen_ticket_notice(NEW, false));
+    PERFORM pg_notify('kitchen_ticket_new', kprintd.kitchen_ticket_notice(NEW));
     RETURN NULL;
 END
 $$;
 
 COMMENT ON FUNCTION kprintd.kitchen_ticket_notify() IS
     'AFTER UPDATE (status changed to ''new'') on kitchen_kitchenticket: '
-    'pg_notify(''kitchen_ticket_new'', kitchen_ticket_notice(NEW, false)), delivered at commit. '
+    'pg_notify(''kitchen_ticket_new'', kitchen_ticket_notice(NEW)), delivered at commit. '
     'A new ticket is announced when its transaction commits (kitchen_ticket_committed, sql/0026).';
 
 -- 2. The audit trigger recognises a claim ---------------------------------------------------------

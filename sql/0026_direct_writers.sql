@@ -75,7 +75,7 @@ BEGIN
              WHERE t.id = NEW.id
             RETURNING * INTO v_ticket;
         END IF;
-        PERFORM pg_notify('kitchen_ticket_new', kprintd.kitchen_ticket_notice(v_ticket, v_lines > 0));
+        PERFORM pg_notify('kitchen_ticket_new', kprintd.kitchen_ticket_notice(v_ticket));
     END IF;
     RETURN NULL;
 END
@@ -86,7 +86,7 @@ COMMENT ON FUNCTION kprintd.kitchen_ticket_committed() IS
     'the ticket''s ''created'' row unless the writer wrote one (actor kprintd.actor, else session_user); '
     'for a ticket still ''new'', makes it due now if it has items, or holds it '
     'kitchen_writer_quiet_interval() if its items are still to come, and NOTIFYs kitchen_ticket_new '
-    '(kitchen_ticket_notice, with the document when it has items).';
+    '(kitchen_ticket_notice).';
 
 DROP TRIGGER kitchen_kitchenticket_notify_insert ON public.kitchen_kitchenticket;
 

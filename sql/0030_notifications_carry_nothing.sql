@@ -1,7 +1,7 @@
 -- 0030 A notification only wakes the daemon: what prints is what the database holds at the claim.
 --
--- Owns: kitchen_ticket_notice() and kitchen_claim_print_jobs() as of this file, and the comment on
--- kitchen_ticket_committed(). The column kitchen_kitchenticket.notice_token is dropped.
+-- Owns: kitchen_claim_print_jobs() as of this file. The column kitchen_kitchenticket.notice_token
+-- is dropped. The payload itself is kitchen_ticket_notice()'s (sql/0025).
 --
 -- Any role that can connect can LISTEN on kitchen_ticket_new and NOTIFY on it, grants or not, so
 -- nothing sent there is secret and nothing heard there is trusted:
@@ -17,38 +17,10 @@
 --
 -- Apply with kprintd migrate, or by hand: psql -v ON_ERROR_STOP=1 --single-transaction -f <file>
 
--- 1. The notification ------------------------------------------------------------------------------
--- Same arguments as before, so that its callers (kitchen_ticket_committed(), kitchen_ticket_notify())
--- stay as they are; the second one no longer changes the payload.
-CREATE OR REPLACE FUNCTION kprintd.kitchen_ticket_notice(p_ticket public.kitchen_kitchenticket, p_with_document boolean)
-RETURNS text
-    LANGUAGE sql STABLE AS $$
-    SELECT jsonb_build_object(
-        'ticket_id',   p_ticket.id,
-        'station',     p_ticket.printer_target,
-        'brand_id',    p_ticket.brand_id,
-        'store_id',    p_ticket.store_id,
-        'ticket_type', p_ticket.ticket_type,
-        'due_at',      p_ticket.next_attempt_at)::text
-$$;
-
-COMMENT ON FUNCTION kprintd.kitchen_ticket_notice(public.kitchen_kitchenticket, boolean) IS
-    'The kitchen_ticket_new payload of a ticket: {"ticket_id", "station", "brand_id", "store_id", '
-    '"ticket_type", "due_at"}. due_at is next_attempt_at: the ticket is not due before it. The second '
-    'argument is ignored. The payload carries no document and nothing secret: any role that can '
-    'connect can LISTEN, and NOTIFY a payload of its own; kprintd only wakes the route it names.';
-
-COMMENT ON FUNCTION kprintd.kitchen_ticket_committed() IS
-    'Deferred AFTER INSERT on kitchen_kitchenticket, run when the inserting transaction commits: logs '
-    'the ticket''s ''created'' row unless the writer wrote one (actor kprintd.actor, else session_user); '
-    'for a ticket still ''new'', makes it due now if it has items, or holds it '
-    'kitchen_writer_quiet_interval() if its items are still to come, and NOTIFYs kitchen_ticket_new '
-    '(kitchen_ticket_notice).';
-
--- 2. No token ----------------------------------------------------------------------------------------
+-- 1. No token ----------------------------------------------------------------------------------------
 ALTER TABLE public.kitchen_kitchenticket DROP COLUMN notice_token;
 
--- 3. The claim -------------------------------------------------------------------------------------
+-- 2. The claim -------------------------------------------------------------------------------------
 DROP FUNCTION kprintd.kitchen_claim_print_jobs(text, double precision, uuid, uuid, text, integer,
                                        bigint[], uuid[], integer[]);
 
