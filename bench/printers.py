@@ -14,12 +14,18 @@ push its status) and both turning on Automatic Status Back when asked (GS a):
   these, so that they measure kprintd and PostgreSQL rather than the emulators, which would
   share the same two cores.
 
+Either kind can play an ordinary embedded TCP stack (`Printer.nagle`: no TCP_NODELAY, one send()
+per reply, so a small reply waits until the one before is acknowledged) and a printer at a
+distance (`Printer.rtt_ms`: each reply leaves that long after the bytes asking for it arrived;
+on loopback the request itself arrives at once, so only the reply's way is stretched).
+
 Each cut comes back as a line "<printer index> <ticket id> <received_at>" on the child's stdout;
 the ticket id is read from the footer every ticket carries ("Ticket #<id>"). received_at is
 time.monotonic() in the child: on Linux that is the one system-wide CLOCK_MONOTONIC, so it
 compares directly with the POS's commit times in the parent.
 
-`python -m bench.printers KIND NAME@HOST@FAULT...` is the child's entry point.
+`python -m bench.printers KIND NAME@HOST@FAULT[@OPTIONS]...` is the child's entry point; OPTIONS
+is a comma-separated list of `nagle` and `rtt=MS`.
 """
 
 from __future__ import annotations
@@ -79,6 +85,16 @@ class Printer:
     fault: str = "none"
     host: str = ""
     port: int = PRINTER_PORT
+    nagle: bool = False  # an ordinary TCP stack: small replies wait for the ACK of the one before
+    rtt_ms: float = 0.0  # a printer at a distance: each reply leaves this long after its request
+
+    @property
+    def options(self) -> str:
+        """The child's OPTIONS field for this printer."""
+        options = (["nagle"] if self.nagle else []) + (
+            [f"rtt={self.rtt_ms:g}"] if self.rtt_ms else []
+        )
+        return ",".join(options) or "-"
 
 
 def die_with_parent() -> None:
@@ -102,7 +118,7 @@ class PrinterProcess:
             printer.host = next(_addresses, "")
             if not printer.host:
                 raise RuntimeError("no free loopback address left for an emulated printer")
-        specs = [f"{p.name}@{p.host}@{p.fault}" for p in self.printers]
+        specs = [f"{p.name}@{p.host}@{p.fault}@{p.options}" for p in self.printers]
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bench.printers", self.kind, *specs],
             cwd=REPOSITORY,
@@ -187,7 +203,7 @@ class _Reporter:
             sys.stdout.flush()
 
 
-def _serve_emulators(specs: Sequence[tuple[str, str, str]], reporter: _Reporter) -> None:
+def _serve_emulators(specs: Sequence[_Spec], reporter: _Reporter) -> None:
     printers: list[EmulatedPrinter] = []
 
     def listener(index: int) -> Callable[[ReceivedTicket], None]:
@@ -198,8 +214,15 @@ def _serve_emulators(specs: Sequence[tuple[str, str, str]], reporter: _Reporter)
         return report
 
     try:
-        for index, (name, host, fault) in enumerate(specs):
-            printer = EmulatedPrinter(name, host=host, port=PRINTER_PORT, fault=Fault.parse(fault))
+        for index, spec in enumerate(specs):
+            printer = EmulatedPrinter(
+                spec.name,
+                host=spec.host,
+                port=PRINTER_PORT,
+                fault=Fault.parse(spec.fault),
+                nagle=spec.nagle,
+                rtt_ms=spec.rtt_ms,
+            )
             printer.add_listener(listener(index))
             printer.start()
             printers.append(printer)
@@ -217,10 +240,10 @@ class _LeanPrinters:
     the answer going back, as a printer's firmware would do it.
     """
 
-    def __init__(self, specs: Sequence[tuple[str, str, str]], reporter: _Reporter) -> None:
-        for _, _, fault in specs:
-            if fault not in ("none", "black_hole"):
-                raise ValueError(f"lean printers know no fault {fault!r}")
+    def __init__(self, specs: Sequence[_Spec], reporter: _Reporter) -> None:
+        for spec in specs:
+            if spec.fault not in ("none", "black_hole"):
+                raise ValueError(f"lean printers know no fault {spec.fault!r}")
         self._specs = specs
         self._reporter = reporter
         self._state = PrinterState()
@@ -231,7 +254,7 @@ class _LeanPrinters:
         self._threads: list[threading.Thread] = []
 
     def run(self) -> None:
-        listeners = [socket.create_server((host, PRINTER_PORT)) for _, host, _ in self._specs]
+        listeners = [socket.create_server((spec.host, PRINTER_PORT)) for spec in self._specs]
         for index, listener in enumerate(listeners):
             self._start(self._accept, index, listener)
         print("ready", flush=True)
@@ -259,14 +282,17 @@ class _LeanPrinters:
                 conn, _ = listener.accept()
             except OSError:
                 return
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # A prompt stack sends each reply at once; an ordinary one (nagle) holds a small reply
+            # while the one before is unacknowledged.
+            nodelay = 0 if self._specs[index].nagle else 1
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, nodelay)
             with self._lock:
                 self._connections.add(conn)
             self._start(self._serve, index, conn)
 
     def _serve(self, index: int, conn: socket.socket) -> None:
         try:
-            if self._specs[index][2] == "black_hole":
+            if self._specs[index].fault == "black_hole":
                 # Accept, never read, never answer: the connection stays open until we stop.
                 self._stopping.wait()
             else:
@@ -278,29 +304,57 @@ class _LeanPrinters:
             conn.close()
 
     def _print(self, index: int, conn: socket.socket) -> None:
+        spec = self._specs[index]
         decoder = StreamDecoder()
         text: list[bytes] = []
         while data := conn.recv(65536):
             # A cut arrived when the bytes carrying it did, not when this Python reached it.
             arrived_at = time.monotonic()
+            replies: list[bytes] = []
             for event in decoder.feed(data):
                 if isinstance(event, Text):
                     text.append(event.raw)
                 elif isinstance(event, Command) and event.name == "DLE EOT":
-                    conn.sendall(build_status_response(event.params[0], self._state))
+                    replies.append(build_status_response(event.params[0], self._state))
                 elif isinstance(event, Command) and event.name == "GS a":
                     if event.params[0] & STATUS_BACK_ITEMS:
-                        conn.sendall(build_status_back(self._state))
+                        replies.append(build_status_back(self._state))
                 elif isinstance(event, Command) and event.name in CUT_COMMANDS:
                     match = self._footer.search(b"".join(text))
                     text.clear()
                     ticket_id = match[1].decode() if match else "-1"
                     self._reporter.cut(index, ticket_id, arrived_at)
+            if not replies:
+                continue
+            if spec.rtt_ms:
+                time.sleep(max(0.0, arrived_at + spec.rtt_ms / 1000 - time.monotonic()))
+            if spec.nagle:
+                for reply in replies:  # one send() each, as the firmware produces them
+                    conn.sendall(reply)
+            else:
+                conn.sendall(b"".join(replies))
 
 
-def _spec(text: str) -> tuple[str, str, str]:
-    name, host, fault = text.split("@")
-    return name, host, fault
+@dataclass(frozen=True)
+class _Spec:
+    name: str
+    host: str
+    fault: str
+    nagle: bool = False
+    rtt_ms: float = 0.0
+
+
+def _spec(text: str) -> _Spec:
+    name, host, fault, *rest = text.split("@")
+    nagle, rtt_ms = False, 0.0
+    for option in (rest[0] if rest else "-").split(","):
+        if option == "nagle":
+            nagle = True
+        elif option.startswith("rtt="):
+            rtt_ms = float(option.removeprefix("rtt="))
+        elif option not in ("-", ""):
+            raise ValueError(f"unknown printer option {option!r}")
+    return _Spec(name, host, fault, nagle, rtt_ms)
 
 
 def main(argv: list[str]) -> int:

@@ -154,30 +154,59 @@ class _PrinterSlot:
     connection: PrinterConnection | None = None
 
 
+@dataclass
+class PrinterTrips:
+    """Round trips to one printer (PrinterConnection.round_trips), by what they were for.
+
+    A send is one write of one or more tickets. A ticket should cost no round trip before its
+    bytes (`before`: the printer pushes its changes, or the warm-up answered just now) and one to
+    confirm them. `checks` are warm-ups and health checks, which overlap claims, not tickets.
+    """
+
+    sends: int = 0
+    before: int = 0
+    confirm: int = 0
+    checks: int = 0
+
+
 class PrinterLinks:
     """One connection slot per printer address, shared by every route that prints there."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._slots: dict[PrinterAddress, _PrinterSlot] = {}
+        # Round trips per printer since start, for the benchmark and the curious.
+        self.trips: dict[PrinterAddress, PrinterTrips] = {}
 
     def _slot(self, address: PrinterAddress) -> _PrinterSlot:
         return self._slots.setdefault(address, _PrinterSlot())
 
-    async def _status(self, slot: _PrinterSlot, address: PrinterAddress) -> PrinterState:
+    def _trips(self, address: PrinterAddress) -> PrinterTrips:
+        return self.trips.setdefault(address, PrinterTrips())
+
+    async def _status(
+        self, slot: _PrinterSlot, address: PrinterAddress, *, before_job: bool = False
+    ) -> PrinterState:
         """Status over the slot's connection, reopening it if the printer closed it while idle."""
         timeout = self._settings.printer_send_timeout_s
+        trips = self._trips(address)
         if slot.connection is not None:
+            connection, since = slot.connection, slot.connection.round_trips
             try:
-                return await slot.connection.status(timeout)
+                return await connection.status(timeout)
             except PrinterError as exc:
                 if exc.code != "connection_lost":
                     raise
                 await self._drop(slot)
-        slot.connection = await PrinterConnection.open(
+            finally:
+                _tally(trips, before_job, connection.round_trips - since)
+        slot.connection = connection = await PrinterConnection.open(
             address, self._settings.printer_connect_timeout_s
         )
-        return await slot.connection.status(timeout)
+        try:
+            return await connection.status(timeout)
+        finally:
+            _tally(trips, before_job, connection.round_trips)
 
     @staticmethod
     async def _drop(slot: _PrinterSlot) -> None:
@@ -201,11 +230,18 @@ class PrinterLinks:
                 if connection is None or not (
                     connection.known_ready() or connection.ready_within(PRECHECK_FRESH_S)
                 ):
-                    problem = describe_unprintable(await self._status(slot, address))
+                    state = await self._status(slot, address, before_job=True)
+                    problem = describe_unprintable(state)
                     if problem is not None:
                         raise problem
-                assert slot.connection is not None
-                after = await slot.connection.print_job(data, self._settings.printer_send_timeout_s)
+                connection = slot.connection
+                assert connection is not None
+                trips, since = self._trips(address), connection.round_trips
+                trips.sends += 1
+                try:
+                    after = await connection.print_job(data, self._settings.printer_send_timeout_s)
+                finally:
+                    trips.confirm += connection.round_trips - since
                 problem = describe_unprintable(after)
                 if problem is not None:
                     problem.may_have_printed = True
@@ -269,6 +305,13 @@ class PrinterLinks:
     async def close_all(self) -> None:
         for slot in self._slots.values():
             await self._drop(slot)
+
+
+def _tally(trips: PrinterTrips, before_job: bool, count: int) -> None:
+    if before_job:
+        trips.before += count
+    else:
+        trips.checks += count
 
 
 _Precheck = tuple[RoutePrinter, "PrinterError | None"]

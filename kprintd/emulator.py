@@ -19,8 +19,10 @@ prints it once it can again (or drops it, with ``keep_data_while_unready=False``
 from __future__ import annotations
 
 import argparse
+import array
 import contextlib
 import dataclasses
+import fcntl
 import functools
 import ipaddress
 import logging
@@ -206,6 +208,9 @@ class PrinterStats:
     bytes_discarded: int
     status_backs: int  # ASB blocks sent: one when enabled, then one per change
     open_connections: int  # connections open now (a host that hung up is no longer counted)
+    # nagle: replies the kernel still held unsent right after their send(), waiting for the
+    # host to acknowledge an earlier one (Linux: SIOCOUTQNSD > 0). Always 0 without nagle.
+    replies_held: int = 0
 
 
 TicketListener = Callable[[ReceivedTicket], None]
@@ -237,6 +242,8 @@ class EmulatedPrinter:
         receive_buffer: int | None = None,
         answers_status: bool = True,
         pushes_status: bool = True,
+        nagle: bool = False,
+        rtt_ms: float = 0.0,
     ) -> None:
         self.name = name
         self.host = check_loopback(host)
@@ -251,6 +258,15 @@ class EmulatedPrinter:
         self.answers_status = answers_status
         # False: like older printers, ignore GS a and never push status changes (ASB).
         self.pushes_status = pushes_status
+        # True: an ordinary embedded TCP stack. No TCP_NODELAY, and each reply its own send(), so
+        # the kernel holds a small reply while an earlier one is unacknowledged (Nagle's
+        # algorithm) and a host that delays its ACKs waits for the rest. False: TCP_NODELAY, and
+        # the replies to one read go back at once, in one segment.
+        self.nagle = nagle
+        if rtt_ms < 0:
+            raise ValueError("rtt_ms must be >= 0")
+        # A printer at a distance (Wi-Fi): each reply leaves this long after its request arrived.
+        self.rtt_ms = rtt_ms
         self._fault = fault if isinstance(fault, Fault) else Fault(fault)
         self._state = state or PrinterState()
         self._lock = threading.Lock()
@@ -271,6 +287,7 @@ class EmulatedPrinter:
         self._status_requests = 0
         self._bytes_discarded = 0
         self._status_backs = 0
+        self._replies_held = 0
 
     # -- lifecycle
 
@@ -425,6 +442,7 @@ class EmulatedPrinter:
                 bytes_discarded=self._bytes_discarded,
                 status_backs=self._status_backs,
                 open_connections=len(self._connections),
+                replies_held=self._replies_held,
             )
 
     def clear(self) -> None:
@@ -504,13 +522,19 @@ class EmulatedPrinter:
     # -- called by sessions
 
     def _count(
-        self, received: int = 0, status: int = 0, discarded: int = 0, status_backs: int = 0
+        self,
+        received: int = 0,
+        status: int = 0,
+        discarded: int = 0,
+        status_backs: int = 0,
+        replies_held: int = 0,
     ) -> None:
         with self._lock:
             self._bytes_received += received
             self._status_requests += status
             self._bytes_discarded += discarded
             self._status_backs += status_backs
+            self._replies_held += replies_held
 
     def _publish(self, job: DecodedJob, connection: int) -> None:
         now_mono, now_wall = time.monotonic(), time.time()
@@ -571,6 +595,19 @@ def _reset(conn: socket.socket) -> None:
         conn.close()
 
 
+_SIOCOUTQNSD = 0x894B  # Linux: bytes in the send queue not yet sent
+
+
+def _unsent(conn: socket.socket) -> int:
+    """Bytes the kernel still holds unsent on `conn` (0 where it cannot tell)."""
+    buffer = array.array("i", [0])
+    try:
+        fcntl.ioctl(conn.fileno(), _SIOCOUTQNSD, buffer, True)
+    except OSError:
+        return 0
+    return buffer[0]
+
+
 def _abort(conn: socket.socket) -> None:
     """Reset a connection another thread is serving: its recv() wakes, and its close sends RST."""
     with contextlib.suppress(OSError):
@@ -601,6 +638,8 @@ class _Session:
         # asb_flood: since when this connection floods, and how many blocks it pushed since.
         self.flood_since: float | None = None
         self.flooded = 0
+        with contextlib.suppress(OSError):
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0 if printer.nagle else 1)
         conn.settimeout(_POLL)
 
     def run(self) -> None:
@@ -637,9 +676,10 @@ class _Session:
                 # The fault began while recv() waited: a black hole must not answer this data.
                 self.unread += data
                 continue
+            arrived = time.monotonic()
             self.received += len(data)
             p._count(received=len(data))
-            self._handle(self.decoder.feed(data))
+            self._handle(self.decoder.feed(data), arrived)
             if fault.mode is FaultMode.SLOW_READ:
                 p._stopping.wait(len(data) / fault.bytes_per_second)
         # The peer is gone, but a real printer still prints what it buffered.
@@ -647,23 +687,23 @@ class _Session:
             self._release_held()
             p._stopping.wait(_POLL)
 
-    def _handle(self, events: list[Event]) -> None:
+    def _handle(self, events: list[Event], arrived: float | None = None) -> None:
         # Answers are built and sent under the lock pushes take, so that a state pushed after an
         # answer never reaches the host before it.
         with self.send_lock:
-            self._handle_locked(events)
+            self._handle_locked(events, time.monotonic() if arrived is None else arrived)
 
-    def _handle_locked(self, events: list[Event]) -> None:
+    def _handle_locked(self, events: list[Event], arrived: float) -> None:
         p = self.printer
-        replies = bytearray()
+        replies: list[bytes] = []
         for event in events:
             if isinstance(event, Command) and event.name == "DLE EOT":
                 # Real-time requests are answered on arrival and are not part of a job.
-                replies += self._status_reply(event)
+                replies.append(self._status_reply(event))
                 continue
             if isinstance(event, Command) and event.name == "GS a":
                 # Taken at once even while data is held: the host waits for the first block.
-                replies += self._enable_status_back(event.params[0])
+                replies.append(self._enable_status_back(event.params[0]))
                 continue
             if self.held or not p.state.can_print:
                 if p.keep_data_while_unready:
@@ -673,9 +713,27 @@ class _Session:
                     p._count(discarded=len(event.raw))
                 continue
             self._print(event)
-        if replies:
-            # The answers to one read go back in one segment, as a real printer's would.
-            self.conn.sendall(replies)
+        replies = [reply for reply in replies if reply]
+        if not replies:
+            return
+        if p.rtt_ms:
+            # A printer at a distance: the answer reaches the host a round trip after the host
+            # sent the request. On loopback the request arrives at once, so all of it is here.
+            p._stopping.wait(max(0.0, arrived + p.rtt_ms / 1000 - time.monotonic()))
+        if p.nagle:
+            # An ordinary embedded stack: one send() per answer, as the firmware produces them;
+            # the kernel sends the first at once and holds the rest until it is acknowledged.
+            for reply in replies:
+                self._send(reply)
+        else:
+            # The answers to one read go back in one segment, as a prompt printer's would.
+            self.conn.sendall(b"".join(replies))
+
+    def _send(self, reply: bytes) -> None:
+        """Send one reply by itself; with nagle, count it when the kernel holds it unsent."""
+        self.conn.sendall(reply)
+        if self.printer.nagle and _unsent(self.conn):
+            self.printer._count(replies_held=1)
 
     def _status_reply(self, event: Command) -> bytes:
         n = event.params[0]
@@ -710,7 +768,7 @@ class _Session:
                 return
             self.status_back_sent = block
             try:
-                self.conn.sendall(block)
+                self._send(block)
             except OSError:
                 return  # the connection is going; its own thread notices
         self.printer._count(status_backs=1)
@@ -958,6 +1016,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="this printer never answers status requests (DLE EOT), like many print servers",
     )
     parser.add_argument(
+        "--nagle",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="this printer has an ordinary TCP stack: no TCP_NODELAY, one send() per reply, so a"
+        " small reply waits until the one before is acknowledged (Nagle's algorithm); * for all",
+    )
+    parser.add_argument(
+        "--rtt-ms",
+        action="append",
+        type=_name_value,
+        default=[],
+        metavar="NAME=MS",
+        help="this printer is at a distance: each reply leaves MS milliseconds after its request"
+        " arrived (e.g. 2, 10, 30 for Wi-Fi); * for all",
+    )
+    parser.add_argument(
         "--drop-while-unready",
         action="store_true",
         help="discard data received while a printer cannot print instead of printing it later",
@@ -1036,9 +1111,19 @@ def main(argv: list[str] | None = None) -> int:
     if len(set(names)) != len(names):
         _say("error: printer names must be unique")
         return 2
-    unknown = sorted(set(args.no_status) - set(names))
-    if unknown:
-        _say(f"error: --no-status names no printer: {', '.join(unknown)}")
+    for option, named, known in (
+        ("--no-status", args.no_status, set(names)),
+        ("--nagle", args.nagle, {*names, "*"}),
+        ("--rtt-ms", [name for name, _ in args.rtt_ms], {*names, "*"}),
+    ):
+        unknown = sorted(set(named) - known)
+        if unknown:
+            _say(f"error: {option} names no printer: {', '.join(unknown)}")
+            return 2
+    try:
+        rtt_ms = {name: float(ms) for name, ms in args.rtt_ms}
+    except ValueError as exc:
+        _say(f"error: --rtt-ms: {exc}")
         return 2
     printers: dict[str, EmulatedPrinter] = {}
     echo = _echo(threading.Lock())
@@ -1056,6 +1141,8 @@ def main(argv: list[str] | None = None) -> int:
                     png=args.png,
                     keep_data_while_unready=not args.drop_while_unready,
                     answers_status=spec.name not in args.no_status,
+                    nagle=bool({spec.name, "*"} & set(args.nagle)),
+                    rtt_ms=rtt_ms.get(spec.name, rtt_ms.get("*", 0.0)),
                 )
                 if not args.quiet:
                     printer.add_listener(echo)

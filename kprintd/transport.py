@@ -15,10 +15,11 @@ import asyncio
 import contextlib
 import errno
 import socket
+import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import structlog
@@ -149,7 +150,20 @@ def describe_unprintable(state: PrinterState) -> PrinterError | None:
     return None
 
 
+# The request that confirms a job: DLE EOT 1, one byte back. Its offline bit is set whenever the
+# printer cannot print (cover open, paper end stop, any error), so it proves as much as all four:
+# that the printer read every byte before it and can still print. Only when it says offline are
+# the other three asked, for the reason. One request means one reply: a printer whose TCP stack
+# holds a small reply until the one before is acknowledged (Nagle's algorithm, on by default in
+# most embedded stacks) has nothing to hold, so a job costs one round trip, not an ACK delay.
+CONFIRM_REQUESTS: tuple[StatusRequest, ...] = (StatusRequest.PRINTER,)
+CONFIRM_REQUEST = StatusRequest.PRINTER.command
 ANSWER_SIZE = len(StatusRequest)  # one byte per DLE EOT request, all four asked at once
+# Linux: acknowledge what was read at once instead of up to 40 ms later (delayed ACK). Set after
+# each read that leaves an answer incomplete: the printer may be holding the rest until then.
+_TCP_QUICKACK: int | None = (
+    getattr(socket, "TCP_QUICKACK", None) if sys.platform == "linux" else None
+)
 UNASKED_MAX = 64  # bytes nobody asked for that a connection keeps, for the error message
 # A printer pushes an ASB block when its state changes: a few a second at most, even with a
 # flickering sensor. A device that pushes more is hung up on: one pushing 'ready' nonstop kept
@@ -191,6 +205,12 @@ class _PrinterLink(asyncio.Protocol):
         # ASB block land here too, for the request to report as a bad reply.
         self._answers = bytearray()
         self._waiter: asyncio.Future[tuple[bytes, PrinterState | None]] | None = None
+        self._asked: tuple[StatusRequest, ...] = tuple(StatusRequest)
+        self._socket: Any = None
+        # Round trips to the printer: one per request written, plus one per further read an
+        # answer took to arrive in full (a printer holding part of it until our ACK).
+        self.round_trips = 0
+        self._answer_reads = 0
         self._closed = asyncio.get_running_loop().create_future()
         self._writable = asyncio.Event()
         self._writable.set()
@@ -207,8 +227,27 @@ class _PrinterLink(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's TCP transport is no subclass of asyncio.Transport, but has its methods.
         self._transport = cast(asyncio.Transport, transport)
+        self._socket = transport.get_extra_info("socket")
 
     def data_received(self, data: bytes) -> None:
+        waiting = self._waiter is not None
+        self._sort(data)
+        if waiting:
+            self._answer_reads += 1
+            if self._answer_reads > 1:
+                self.round_trips += 1  # this part of the answer waited for the part before
+            if self._waiter is not None:
+                self._quickack()
+
+    def _quickack(self) -> None:
+        """Acknowledge what arrived now: a printer holding the rest of its answer until then
+        (Nagle) sends it at once, not when Linux's delayed ACK fires, up to 40 ms later."""
+        if _TCP_QUICKACK is None or self._socket is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            self._socket.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+
+    def _sort(self, data: bytes) -> None:
         buffer = bytes(self._unsorted) + data if self._unsorted else data
         position, size = 0, len(buffer)
         now = time.monotonic()
@@ -230,7 +269,7 @@ class _PrinterLink(asyncio.Protocol):
             else:
                 self._answers.append(buffer[position])
                 position += 1
-            if self._waiter is not None and len(self._answers) >= ANSWER_SIZE:
+            if self._waiter is not None and len(self._answers) >= len(self._asked):
                 # Answered in arrival order, so a state pushed after the answer stays the newest.
                 self._answer()
             elif self._waiter is None and len(self._answers) > UNASKED_MAX:
@@ -285,11 +324,18 @@ class _PrinterLink(asyncio.Protocol):
         return PrinterError(self.failure.code, self.failure.message)
 
     def _answer(self) -> None:
-        answer = bytes(self._answers[:ANSWER_SIZE])
-        del self._answers[:ANSWER_SIZE]
+        size = len(self._asked)
+        answer = bytes(self._answers[:size])
+        del self._answers[:size]
         state = None
         if all(is_status_byte(b) for b in answer):
-            state = state_from_responses(dict(zip(StatusRequest, answer, strict=True)))
+            state = state_from_responses(dict(zip(self._asked, answer, strict=True)))
+            if size < ANSWER_SIZE and state.can_print and self.state is not None:
+                # 'Online' tells no more than that: keep what the printer said of its paper
+                # roll running low, which does not stop it (the health check asks all four).
+                state = replace(state, paper=self.state.paper)
+                if state.paper is PaperState.OUT:
+                    state = replace(state, paper=PaperState.OK)
         self._note(state)
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
@@ -317,8 +363,11 @@ class _PrinterLink(asyncio.Protocol):
         self.state = state
         self.state_at = time.monotonic()
 
-    def expect_answer(self) -> asyncio.Future[tuple[bytes, PrinterState | None]]:
-        """Get ready for the answer to a status request about to be written."""
+    def expect_answer(
+        self, asked: tuple[StatusRequest, ...] = tuple(StatusRequest)
+    ) -> asyncio.Future[tuple[bytes, PrinterState | None]]:
+        """Get ready for the answer to the status requests `asked`, about to be written in
+        that order: one byte each."""
         if self.failure is not None:
             raise self.failed()
         if self._answers:
@@ -329,6 +378,9 @@ class _PrinterLink(asyncio.Protocol):
                 "bad_status_reply",
                 f"{self._address} sent {unasked.hex(' ')} when nothing was asked",
             )
+        self._asked = asked
+        self._answer_reads = 0
+        self.round_trips += 1
         self._waiter = asyncio.get_running_loop().create_future()
         return self._waiter
 
@@ -391,10 +443,17 @@ class PrinterConnection:
             raise PrinterError(code, f"cannot connect to {where}: {exc.strerror or exc}") from None
         return cls(address, link)
 
-    async def _ask(self, data: bytes, timeout: float, *, after_send: bool) -> PrinterState:
-        """Write `data`, which ends with the four DLE EOT requests, and read their answer, both
-        within `timeout`."""
-        answer_future = self._link.expect_answer()
+    async def _ask(
+        self,
+        data: bytes,
+        timeout: float,
+        *,
+        after_send: bool,
+        asked: tuple[StatusRequest, ...] = tuple(StatusRequest),
+    ) -> PrinterState:
+        """Write `data`, which ends with the DLE EOT requests `asked`, and read their answer,
+        both within `timeout`."""
+        answer_future = self._link.expect_answer(asked)
         deadline = asyncio.get_running_loop().time() + timeout
         try:
             await self._write(data, timeout, after_send=after_send)
@@ -460,15 +519,31 @@ class PrinterConnection:
             ) from None
 
     async def print_job(self, data: bytes, timeout: float) -> PrinterState:
-        """Send `data`, then ask for status: the answer proves the printer read every byte.
+        """Send `data`, then ask for status: the answer proves the printer read every byte and
+        can still print.
 
         Real printers answer DLE EOT in order with the bytes before it, so a reply means the job
         reached the printer; a printer that swallows bytes without answering (a black hole) is an
         error here, not a silent success. `timeout` is what a small job gets; a big one gets the
         time a slow printer takes to read it (job_window), so it is not sent again meanwhile.
+
+        One request confirms (DLE EOT 1, CONFIRM_REQUESTS): one round trip, and one reply byte,
+        which no TCP stack holds back. Only an answer saying the printer cannot print costs a
+        second round trip, asking all four for the reason.
         """
         window = job_window(timeout, len(data))
-        return await self._ask(data + ALL_STATUS_REQUESTS, window, after_send=True)
+        state = await self._ask(
+            data + CONFIRM_REQUEST, window, after_send=True, asked=CONFIRM_REQUESTS
+        )
+        if state.can_print:
+            return state
+        return await self._ask(ALL_STATUS_REQUESTS, timeout, after_send=True)
+
+    @property
+    def round_trips(self) -> int:
+        """Round trips to the printer on this connection so far: one per status exchange, plus
+        one per further read its answer took (a printer holding part of it until acknowledged)."""
+        return self._link.round_trips
 
     async def send_unconfirmed(self, data: bytes, timeout: float) -> None:
         """Send `data` to a printer that never answers status requests.

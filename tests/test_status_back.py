@@ -28,7 +28,13 @@ from kprintd.printer_status import (
     state_from_responses,
     state_from_status_back,
 )
-from kprintd.transport import PrinterAddress, PrinterConnection, PrinterError, _PrinterLink
+from kprintd.transport import (
+    CONFIRM_REQUESTS,
+    PrinterAddress,
+    PrinterConnection,
+    PrinterError,
+    _PrinterLink,
+)
 from tests.daemon_harness import (
     Restaurant,
     all_settled,
@@ -320,7 +326,7 @@ def test_a_printer_that_pushes_its_status_is_asked_only_to_confirm_each_job(
         asked = kitchen.stats().status_requests
         print_spaced(restaurant, kitchen, 4)
         wait_until(lambda: all_settled(database_url))
-    confirmations = len(StatusRequest) * 4
+    confirmations = len(CONFIRM_REQUESTS) * 4  # one DLE EOT 1 after each ticket
     assert kitchen.stats().status_requests - asked == confirmations
 
 
@@ -333,7 +339,7 @@ def test_a_printer_that_does_not_push_is_asked_before_each_job_too(
         asked = kitchen.stats().status_requests
         print_spaced(restaurant, kitchen, 4)
         wait_until(lambda: all_settled(database_url))
-    before_and_after = 2 * len(StatusRequest) * 4
+    before_and_after = (len(StatusRequest) + len(CONFIRM_REQUESTS)) * 4
     assert kitchen.stats().status_requests - asked == before_and_after
 
 
