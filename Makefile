@@ -34,8 +34,10 @@ lint: install
 demo: install
 	$(BIN)/python -m kprintd.demo
 
-# Daemon latency, throughput, isolation and memory; then the audit views on 1M tickets.
+# On a durable cluster (fsync on): daemon latency, isolation, the POS's cost, throughput over
+# repeated bursts with memory, pgqueuer's no-op rate for scale; then the audit views on 1M tickets.
 bench: install
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.views
 

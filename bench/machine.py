@@ -25,8 +25,8 @@ class Machine:
     memory_gib: float
     kernel: str
     postgresql: str
-    # What a COMMIT waits for on the server: "fsync=off, synchronous_commit=off" for the
-    # benchmark's throwaway cluster; a store's server runs with both on.
+    # What a COMMIT waits for on the server, as read from it: "fsync=on, full_page_writes=on,
+    # synchronous_commit=on" by default (as a store's server runs); all off with --fsync-off.
     durability: str
     python: str
 
@@ -60,7 +60,7 @@ def describe_machine(conninfo: str) -> Machine:
             f"{name}={value}"
             for name, value in conn.execute(
                 "SELECT name, setting FROM pg_settings"
-                " WHERE name IN ('fsync', 'synchronous_commit') ORDER BY name"
+                " WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes') ORDER BY name"
             ).fetchall()
         )
     return Machine(

@@ -24,7 +24,7 @@ from bench.report import Results, table, write_json
 from bench.stack import Cluster, work_directory
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"
-SCENARIOS = ("latency", "isolation", "burst")
+SCENARIOS = ("latency", "isolation", "pos_cost", "burst", "pgqueuer")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         choices=SCENARIOS,
         help="run only this scenario (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--fsync-off",
+        action="store_true",
+        help="the labelled second variant: fsync, synchronous_commit and full_page_writes off "
+        "(not production settings; default: all on, as a store's server runs)",
     )
     parser.add_argument(
         "--output", type=Path, default=DEFAULT_OUTPUT, help=f"JSON file (default: {DEFAULT_OUTPUT})"
@@ -57,9 +63,10 @@ def run(args: argparse.Namespace) -> Results:
     with contextlib.ExitStack() as stack:
         workdir = stack.enter_context(work_directory())
         _progress("starting a throwaway PostgreSQL cluster and migrating it")
-        cluster = Cluster(stack)
+        cluster = Cluster(stack, durable=not args.fsync_off)
         results = Results(
             mode="quick" if args.quick else "full",
+            durable=cluster.durable,
             started_at=datetime.now(UTC).isoformat(timespec="seconds"),
             machine=describe_machine(cluster.admin_conninfo),
             sizes=dataclasses.asdict(sizes),
@@ -76,14 +83,24 @@ def run(args: argparse.Namespace) -> Results:
         if "isolation" in selected:
             _progress("isolation: the same load, plus a station whose printer is a black hole")
             results.isolation = scenarios.isolation(cluster, workdir, sizes, "lean")
+        if "pos_cost" in selected:
+            _progress(
+                f"POS cost: {sizes.pos_cost_rounds} transactions of each bill shape with and "
+                "without kitchen_create_tickets, interleaved"
+            )
+            results.pos_cost = scenarios.pos_cost(cluster, sizes)
         if "burst" in selected:
             _progress(
-                f"burst: {sizes.burst_tickets:,} tickets on {sizes.burst_stations} lean printers"
+                f"burst: {sizes.bursts} x {sizes.burst_tickets:,} tickets on "
+                f"{sizes.burst_stations} lean printers, one daemon"
             )
             results.throughput = scenarios.burst(cluster, workdir, sizes, "lean")
             if sizes.emulator_burst:
                 _progress("burst: the same on the project's emulators")
                 results.emulator_throughput = scenarios.burst(cluster, workdir, sizes, "emulator")
+        if "pgqueuer" in selected:
+            _progress(f"pgqueuer: draining {sizes.pgqueuer_jobs:,} no-op jobs on the same cluster")
+            results.pgqueuer = scenarios.pgqueuer_noop(cluster, sizes)
     results.runtime_s = time.monotonic() - started
     return results
 

@@ -9,8 +9,12 @@ connections.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import subprocess
+import sys
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +25,7 @@ from bench import machine
 from bench.load import CutRecorder, Pos, Sent, steady_load
 from bench.printers import Kind, Printer, PrinterProcess, launch_printers
 from bench.stack import Cluster, DaemonProcess, Restaurant
-from bench.stats import LatencySummary
+from bench.stats import LatencySummary, percentile
 
 # Tickets of a light load print in milliseconds; one still missing after this is lost.
 LIGHT_LOAD_GRACE_S = 5.0
@@ -38,6 +42,9 @@ class Sizes:
     burst_bills: int  # each bill has one item for every burst station: one ticket per station
     drain_timeout_s: float
     emulator_burst: bool  # also drain the burst into the project's emulators (bench.printers)
+    pos_cost_rounds: int = 200  # POS transactions of each shape, with and without kprintd
+    bursts: int = 3  # bursts in a row against one daemon: throughput each time, memory after each
+    pgqueuer_jobs: int = 10_000  # pgqueuer's no-op drain on the same cluster, for scale
     rate_per_s: float = 20.0
     light_stations: tuple[str, ...] = ("grill", "wok", "fryer", "salad", "bar")
     burst_stations: int = 10
@@ -51,7 +58,14 @@ FULL = Sizes(
     warmup_s=2.0, measure_s=20.0, burst_bills=2_000, drain_timeout_s=120.0, emulator_burst=True
 )
 QUICK = Sizes(
-    warmup_s=0.3, measure_s=1.5, burst_bills=30, drain_timeout_s=20.0, emulator_burst=False
+    warmup_s=0.3,
+    measure_s=1.5,
+    burst_bills=30,
+    drain_timeout_s=20.0,
+    emulator_burst=False,
+    pos_cost_rounds=5,
+    bursts=2,
+    pgqueuer_jobs=200,
 )
 
 
@@ -111,11 +125,12 @@ class IsolationResult:
 
 @dataclass(frozen=True)
 class MemoryResult:
-    """The burst daemon's resident memory (KiB): idle before, after, and the peak in between."""
+    """The burst daemon's resident memory (KiB): idle before, after each burst, and the peak."""
 
     rss_before_kib: int
-    rss_after_kib: int
+    rss_after_kib: int  # after the last burst
     rss_peak_kib: int
+    rss_after_each_kib: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,6 +149,45 @@ class ThroughputResult:
     per_printer_max: int
     cpu: CpuUse  # from COMMIT to the last cut
     memory: MemoryResult
+    tickets_per_s_each: tuple[float, ...] = ()  # every burst; tickets_per_s is the median
+
+
+@dataclass(frozen=True)
+class PosCostShape:
+    """One bill shape: the POS's transaction with and without kitchen_create_tickets."""
+
+    stations: int
+    items: int
+    rounds: int
+    without_ms: float  # median, first INSERT -> COMMIT returned
+    with_ms: float
+    without_p90_ms: float
+    with_p90_ms: float
+    commit_without_ms: float  # median of the COMMIT alone (the WAL flush)
+    commit_with_ms: float
+    wal_without_bytes: float  # median WAL bytes of the whole transaction
+    wal_with_bytes: float
+    tickets: int  # created by one send
+    rows_written: dict[str, int]  # kprintd's rows (insert + update + delete) by table, one send
+
+    @property
+    def ratio(self) -> float:
+        return self.with_ms / self.without_ms if self.without_ms else math.nan
+
+    @property
+    def kprintd_rows(self) -> int:
+        return sum(self.rows_written.values())
+
+
+@dataclass(frozen=True)
+class PgqueuerResult:
+    """pgqueuer's no-op drain on the same cluster; `error` when it could not run."""
+
+    jobs: int = 0
+    seconds: float = math.nan
+    jobs_per_s: float = math.nan
+    version: str = ""
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -304,7 +358,8 @@ def isolation(cluster: Cluster, workdir: Path, sizes: Sizes, kind: Kind) -> Isol
 
 
 def burst(cluster: Cluster, workdir: Path, sizes: Sizes, kind: Kind) -> ThroughputResult:
-    """One transaction creates the whole burst while the daemon idles; then it drains it."""
+    """`sizes.bursts` bursts in a row against one daemon, each created in one transaction while
+    the daemon idles, then drained. Throughput is the median burst's; memory is read after each."""
     with contextlib.ExitStack() as stack:
         stations = [f"line{n:02d}" for n in range(1, sizes.burst_stations + 1)]
         site = _open_site(stack, cluster, workdir, f"burst_{kind}", stations, kind)
@@ -312,39 +367,229 @@ def burst(cluster: Cluster, workdir: Path, sizes: Sizes, kind: Kind) -> Throughp
         stack.callback(pos.close)
 
         rss_before = machine.rss_kib(site.daemon.pid)
-        insert_started = time.monotonic()
-        ticket_ids = pos.burst(sizes.burst_bills, stations)
-        committed_at = pos.commit()
-        before = _CpuSnapshot.take(site, cluster)
-        site.recorder.wait_for_count(len(ticket_ids), sizes.drain_timeout_s)
-        cpu = before.until(_CpuSnapshot.take(site, cluster))
-        _wait_settled(site.conninfo, ticket_ids, SETTLE_TIMEOUT_S)
+        rounds: list[tuple[list[int], float, float, CpuUse]] = []
+        rss_after: list[int] = []
+        expected = 0
+        for _ in range(sizes.bursts):
+            insert_started = time.monotonic()
+            ticket_ids = pos.burst(sizes.burst_bills, stations)
+            committed_at = pos.commit()
+            expected += len(ticket_ids)
+            before = _CpuSnapshot.take(site, cluster)
+            site.recorder.wait_for_count(expected, sizes.drain_timeout_s)
+            cpu = before.until(_CpuSnapshot.take(site, cluster))
+            _wait_settled(site.conninfo, ticket_ids, SETTLE_TIMEOUT_S)
+            rss_after.append(machine.rss_kib(site.daemon.pid))
+            rounds.append((ticket_ids, insert_started, committed_at, cpu))
         memory = MemoryResult(
             rss_before_kib=rss_before,
-            rss_after_kib=machine.rss_kib(site.daemon.pid),
+            rss_after_kib=rss_after[-1],
             rss_peak_kib=machine.peak_rss_kib(site.daemon.pid),
+            rss_after_each_kib=tuple(rss_after),
         )
         site.stop()
 
     cuts = site.recorder.cuts()
-    times = sorted(cut.received_at for cut in cuts)
+    per_round = []
+    for ticket_ids, insert_started, committed_at, cpu in rounds:
+        wanted = set(ticket_ids)
+        mine = [cut for cut in cuts if cut.ticket_id in wanted]
+        times = sorted(cut.received_at for cut in mine)
+        printed = len({cut.ticket_id for cut in mine})
+        span = times[-1] - times[0] if len(times) > 1 else math.nan
+        rate = (printed - 1) / span if printed > 1 else 0.0
+        per_round.append((rate, times, committed_at, insert_started, cpu))
+    median = sorted(per_round, key=lambda r: r[0])[len(per_round) // 2]
+    rate, times, committed_at, insert_started, cpu = median
     per_printer = Counter(cut.printer for cut in cuts)
+    all_ids = {t for ids, *_ in rounds for t in ids}
     distinct = {cut.ticket_id for cut in cuts}
-    printed = len(distinct & set(ticket_ids))
-    span = times[-1] - times[0] if len(times) > 1 else math.nan
     return ThroughputResult(
         printer_kind=kind,
-        tickets=len(ticket_ids),
+        tickets=len(all_ids),
         printers=len(site.printers),
         insert_s=committed_at - insert_started,
-        printed=printed,
+        printed=len(distinct & all_ids),
         duplicates=len(cuts) - len(distinct),
         commit_to_first_cut_ms=(times[0] - committed_at) * 1000 if times else math.nan,
-        first_to_last_cut_s=span,
-        tickets_per_s=(printed - 1) / span if printed > 1 else 0.0,
+        first_to_last_cut_s=times[-1] - times[0] if len(times) > 1 else math.nan,
+        tickets_per_s=rate,
         commit_to_last_cut_s=times[-1] - committed_at if times else math.nan,
         per_printer_min=min((per_printer[p.name] for p in site.printers), default=0),
         per_printer_max=max((per_printer[p.name] for p in site.printers), default=0),
         cpu=cpu,
         memory=memory,
+        tickets_per_s_each=tuple(r[0] for r in per_round),
+    )
+
+
+# (stations, items) per bill: issue #15's three shapes.
+POS_COST_SHAPES = ((1, 3), (3, 10), (5, 30))
+POS_COST_WARMUP_ROUNDS = 5
+_POS_TABLES = frozenset({"public.pos_bill", "public.pos_billitem"})
+
+
+def _pos_transaction(
+    conn: psycopg.Connection,
+    wal: psycopg.Connection,
+    brand_id: uuid.UUID,
+    products: list[uuid.UUID],
+    create_tickets: bool,
+) -> tuple[float, float, float, int]:
+    """One POS send: bill, items (one INSERT), optionally kitchen_create_tickets, COMMIT.
+
+    (first INSERT -> COMMIT returned s, COMMIT alone s, WAL bytes, tickets). The WAL position is
+    read on a second connection before and after, outside the timed part.
+    """  # fmt: skip
+    start_lsn = wal.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
+    assert start_lsn is not None
+    started = time.monotonic()
+    tickets = 0
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO pos_bill (brand_id, bill_number, table_number)"
+            " VALUES (%s, 'COST', '7') RETURNING id",
+            (brand_id,),
+        )
+        bill = cur.fetchone()
+        assert bill is not None
+        cur.execute(
+            "INSERT INTO pos_billitem (bill_id, product_id, quantity)"
+            " SELECT %s, p, 1 FROM unnest(%s::uuid[]) p",
+            (bill[0], products),
+        )
+        if create_tickets:
+            cur.execute("SELECT id FROM kprintd.kitchen_create_tickets(%s)", (bill[0],))
+            tickets = len(cur.fetchall())
+    issued = time.monotonic()
+    conn.commit()
+    done = time.monotonic()
+    row = wal.execute(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s::pg_lsn)", (start_lsn[0],)
+    ).fetchone()
+    assert row is not None
+    return done - started, done - issued, float(row[0]), tickets
+
+
+_XACT_WRITES = (
+    "SELECT schemaname || '.' || relname, n_tup_ins + n_tup_upd + n_tup_del"
+    " FROM pg_stat_xact_user_tables"
+)
+
+
+def _rows_written(
+    conn: psycopg.Connection, brand_id: uuid.UUID, products: list[uuid.UUID]
+) -> tuple[int, dict[str, int]]:
+    """One send with kitchen_create_tickets, counting the rows it wrote.
+
+    pg_stat_xact_user_tables also holds earlier transactions' counts not yet flushed to the
+    shared statistics, so the rows are its difference from the start to the end of this one.
+    """
+    with conn.cursor() as cur:
+        cur.execute(_XACT_WRITES)
+        before = {str(name): int(n) for name, n in cur.fetchall()}
+        cur.execute(
+            "INSERT INTO pos_bill (brand_id, bill_number, table_number)"
+            " VALUES (%s, 'ROWS', '7') RETURNING id",
+            (brand_id,),
+        )
+        bill = cur.fetchone()
+        assert bill is not None
+        cur.execute(
+            "INSERT INTO pos_billitem (bill_id, product_id, quantity)"
+            " SELECT %s, p, 1 FROM unnest(%s::uuid[]) p",
+            (bill[0], products),
+        )
+        cur.execute("SELECT id FROM kprintd.kitchen_create_tickets(%s)", (bill[0],))
+        tickets = len(cur.fetchall())
+        cur.execute(_XACT_WRITES)
+        after = {str(name): int(n) for name, n in cur.fetchall()}
+    conn.commit()
+    rows = {
+        name: n - before.get(name, 0)
+        for name, n in after.items()
+        if name not in _POS_TABLES and n - before.get(name, 0) > 0
+    }
+    return tickets, rows
+
+
+def pos_cost(cluster: Cluster, sizes: Sizes) -> list[PosCostShape]:
+    """What kitchen_create_tickets adds to the POS's own transaction, interleaved with and
+    without it, bill shape by bill shape, on the same database; no daemon listens."""
+    from bench.printers import Printer
+
+    conninfo = cluster.new_database("pos_cost")
+    restaurant = Restaurant(conninfo, "Bench POS cost")
+    stations = [f"st{n}" for n in range(1, max(s for s, _ in POS_COST_SHAPES) + 1)]
+    for station in stations:
+        restaurant.add_station(station, Printer(f"{station}-1", host="127.0.0.1", port=9))
+    shapes = {
+        shape: [restaurant.products[stations[i % shape[0]]] for i in range(shape[1])]
+        for shape in POS_COST_SHAPES
+    }
+    samples: dict[tuple[int, int, bool], list[tuple[float, float, float, int]]] = {}
+    with (
+        psycopg.connect(conninfo, application_name="bench-pos") as conn,
+        psycopg.connect(conninfo, autocommit=True) as wal,
+    ):
+        for n in range(POS_COST_WARMUP_ROUNDS + sizes.pos_cost_rounds):
+            for shape, products in shapes.items():
+                # Alternate which goes first, so neither always follows the other.
+                for create in (n % 2 == 0, n % 2 == 1):
+                    sample = _pos_transaction(conn, wal, restaurant.brand_id, products, create)
+                    if n >= POS_COST_WARMUP_ROUNDS:
+                        samples.setdefault((*shape, create), []).append(sample)
+        rows = {shape: _rows_written(conn, restaurant.brand_id, p) for shape, p in shapes.items()}
+
+    def med(values: list[float], p: float = 50) -> float:
+        return percentile(sorted(values), p)
+
+    out = []
+    for shape in POS_COST_SHAPES:
+        without, with_ = samples[(*shape, False)], samples[(*shape, True)]
+        tickets, written = rows[shape]
+        out.append(
+            PosCostShape(
+                stations=shape[0],
+                items=shape[1],
+                rounds=len(with_),
+                without_ms=med([s[0] for s in without]) * 1000,
+                with_ms=med([s[0] for s in with_]) * 1000,
+                without_p90_ms=med([s[0] for s in without], 90) * 1000,
+                with_p90_ms=med([s[0] for s in with_], 90) * 1000,
+                commit_without_ms=med([s[1] for s in without]) * 1000,
+                commit_with_ms=med([s[1] for s in with_]) * 1000,
+                wal_without_bytes=med([s[2] for s in without]),
+                wal_with_bytes=med([s[2] for s in with_]),
+                tickets=tickets,
+                rows_written=written,
+            )
+        )
+    return out
+
+
+def pgqueuer_noop(cluster: Cluster, sizes: Sizes) -> PgqueuerResult:
+    """pgqueuer (an optional dependency) drains no-op jobs on a fresh database of this cluster."""
+    name = "bench_pgqueuer"
+    with psycopg.connect(cluster.admin_conninfo, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.pgqueuer_noop", cluster.server.conninfo(name),
+         str(sizes.pgqueuer_jobs)],
+        capture_output=True, text=True, timeout=600, check=False,
+        cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    lines = result.stdout.strip().splitlines()
+    try:
+        document = json.loads(lines[-1]) if lines else {}
+    except json.JSONDecodeError:
+        document = {}
+    if "jobs_per_s" not in document:
+        error = document.get("error") or (result.stderr.strip().splitlines() or ["no output"])[-1]
+        return PgqueuerResult(error=str(error))
+    return PgqueuerResult(
+        jobs=int(document["jobs"]),
+        seconds=float(document["seconds"]),
+        jobs_per_s=float(document["jobs_per_s"]),
+        version=str(document.get("version", "")),
     )

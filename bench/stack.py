@@ -36,10 +36,16 @@ WORKDIR_PREFIX = "kprintd-bench-"
 
 
 class Cluster:
-    """A throwaway PostgreSQL cluster with a migrated template; one fresh database per scenario."""
+    """A throwaway PostgreSQL cluster with a migrated template; one fresh database per scenario.
 
-    def __init__(self, stack: contextlib.ExitStack) -> None:
-        self.server = EmbeddedPostgres()
+    Durable by default, as a store's server runs: fsync, synchronous_commit and full_page_writes
+    on (PostgreSQL's defaults), so every COMMIT waits for its WAL flush. `durable=False` is the
+    labelled fsync-off variant (`--fsync-off`).
+    """
+
+    def __init__(self, stack: contextlib.ExitStack, *, durable: bool = True) -> None:
+        self.durable = durable
+        self.server = EmbeddedPostgres(durable=durable)
         stack.callback(self.server.destroy)
         self.server.start()
         with psycopg.connect(self.server.conninfo(), autocommit=True) as conn:
