@@ -171,12 +171,14 @@ BEGIN
         END IF;
 
         IF TG_OP = 'INSERT' THEN
-            IF v_described THEN
+            -- A ticket inserted as anything but 'new' records what already happened: logged now.
+            IF v_described OR NEW.status IS DISTINCT FROM 'new' THEN
                 PERFORM kprintd.kitchen_log_created(NEW, coalesce(v_actor, session_user), v_extra,
                                             clock_timestamp());
             END IF;
-            -- Undescribed (a POS writing the tables itself): the writer may log its own 'created'
-            -- row later in its transaction; kitchen_ticket_committed() logs one at commit if not.
+            -- An undescribed 'new' ticket (a POS writing the tables itself): the writer may log its
+            -- own 'created' row later in its transaction; kitchen_ticket_committed() logs one at
+            -- commit if not.
             RETURN NULL;
         END IF;
         v_base := jsonb_build_object('print_attempts', NEW.print_attempts);

@@ -82,7 +82,8 @@ END
 $$;
 
 COMMENT ON FUNCTION kprintd.kitchen_ticket_committed() IS
-    'Deferred AFTER INSERT on kitchen_kitchenticket, run when the inserting transaction commits: logs '
+    'Deferred AFTER INSERT of a ''new'' ticket (a ticket inserted in another status is history, logged '
+    'at once by kitchen_ticket_audit), run when the inserting transaction commits: logs '
     'the ticket''s ''created'' row unless the writer wrote one (actor kprintd.actor, else session_user); '
     'for a ticket still ''new'', makes it due now if it has items, or holds it '
     'kitchen_writer_quiet_interval() if its items are still to come, and NOTIFYs kitchen_ticket_new '
@@ -93,7 +94,7 @@ DROP TRIGGER kitchen_kitchenticket_notify_insert ON public.kitchen_kitchenticket
 CREATE CONSTRAINT TRIGGER kitchen_kitchenticket_committed
     AFTER INSERT ON public.kitchen_kitchenticket
     DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW EXECUTE FUNCTION kprintd.kitchen_ticket_committed();
+    FOR EACH ROW WHEN (NEW.status = 'new') EXECUTE FUNCTION kprintd.kitchen_ticket_committed();
 
 -- 3. Items written after their ticket ------------------------------------------------------------------
 CREATE FUNCTION kprintd.kitchen_ticketitem_arrived() RETURNS trigger
