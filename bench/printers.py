@@ -19,6 +19,11 @@ per reply, so a small reply waits until the one before is acknowledged) and a pr
 distance (`Printer.rtt_ms`: each reply leaves that long after the bytes asking for it arrived;
 on loopback the request itself arrives at once, so only the reply's way is stretched).
 
+Lean printers also report each round trip: a read that asked for at least one reply (the daemon
+then waits for the answer), as a line "trip <printer index> <status requests in it> <arrived_at>"
+(status requests = DLE EOT). That is the benchmark's count of round trips per ticket: kprintd's
+own tally (PrinterLinks.trips) lives in the daemon, a child process the benchmark cannot read.
+
 Each cut comes back as a line "<printer index> <ticket id> <received_at>" on the child's stdout;
 the ticket id is read from the footer every ticket carries ("Ticket #<id>"). received_at is
 time.monotonic() in the child: on Linux that is the one system-wide CLOCK_MONOTONIC, so it
@@ -109,6 +114,8 @@ class PrinterProcess:
         self.kind = kind
         self.printers = printers
         self._on_cut = on_cut
+        # Round trips as (printer name, status requests in it, arrived_at), lean printers only.
+        self.trips: list[tuple[str, int, float]] = []
         self.process: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
 
@@ -145,6 +152,12 @@ class PrinterProcess:
     def _read(self) -> None:
         assert self.process is not None and self.process.stdout is not None
         for line in self.process.stdout:
+            if line.startswith("trip "):
+                _, index, requests, arrived_at = line.split()
+                self.trips.append(
+                    (self.printers[int(index)].name, int(requests), float(arrived_at))
+                )
+                continue
             index, ticket_id, received_at = line.split()
             self._on_cut(Cut(int(ticket_id), self.printers[int(index)].name, float(received_at)))
 
@@ -200,6 +213,11 @@ class _Reporter:
     def cut(self, index: int, ticket_id: str, received_at: float) -> None:
         with self._lock:
             sys.stdout.write(f"{index} {ticket_id} {received_at!r}\n")
+            sys.stdout.flush()
+
+    def trip(self, index: int, requests: int, arrived_at: float) -> None:
+        with self._lock:
+            sys.stdout.write(f"trip {index} {requests} {arrived_at!r}\n")
             sys.stdout.flush()
 
 
@@ -311,10 +329,12 @@ class _LeanPrinters:
             # A cut arrived when the bytes carrying it did, not when this Python reached it.
             arrived_at = time.monotonic()
             replies: list[bytes] = []
+            requests = 0
             for event in decoder.feed(data):
                 if isinstance(event, Text):
                     text.append(event.raw)
                 elif isinstance(event, Command) and event.name == "DLE EOT":
+                    requests += 1
                     replies.append(build_status_response(event.params[0], self._state))
                 elif isinstance(event, Command) and event.name == "GS a":
                     if event.params[0] & STATUS_BACK_ITEMS:
@@ -326,6 +346,7 @@ class _LeanPrinters:
                     self._reporter.cut(index, ticket_id, arrived_at)
             if not replies:
                 continue
+            self._reporter.trip(index, requests, arrived_at)
             if spec.rtt_ms:
                 time.sleep(max(0.0, arrived_at + spec.rtt_ms / 1000 - time.monotonic()))
             if spec.nagle:

@@ -18,6 +18,7 @@ from typing import Any
 from bench.machine import Machine
 from bench.scenarios import (
     CpuUse,
+    DistanceResult,
     IsolationResult,
     LatencyResult,
     PgqueuerResult,
@@ -29,6 +30,8 @@ LATENCY_P50_MAX_MS = 2.0
 LATENCY_P99_MAX_MS = 10.0
 THROUGHPUT_MIN_PER_S = 1_500.0
 ISOLATION_P99_MAX_RATIO = 2.0
+# Printers with an ordinary TCP stack (Nagle-style) must not make the paper much later (issue #15).
+NAGLE_P50_MAX_RATIO = 1.5
 # kitchen_create_tickets may at most double the POS's own bill transaction (issue #15).
 POS_COST_MAX_RATIO = 2.0
 # Memory is flat over repeated bursts when RSS after the last is within this of after the first.
@@ -59,9 +62,12 @@ class Results:
     sizes: dict[str, Any]
     durable: bool = True
     latency: LatencyResult | None = None
+    nagle_latency: LatencyResult | None = None
     emulator_latency: LatencyResult | None = None
     isolation: IsolationResult | None = None
     throughput: ThroughputResult | None = None
+    nagle_throughput: ThroughputResult | None = None
+    distances: list[DistanceResult] = dataclasses.field(default_factory=list)
     emulator_throughput: ThroughputResult | None = None
     pos_cost: list[PosCostShape] | None = None
     pgqueuer: PgqueuerResult | None = None
@@ -71,9 +77,11 @@ class Results:
         """Every measurement window, named, with the CPU it saw."""
         named: list[tuple[str, LatencyResult | ThroughputResult | None]] = [
             ("latency", self.latency),
+            ("latency on Nagle-style printers", self.nagle_latency),
             ("latency on emulators", self.emulator_latency),
             ("isolation", self.isolation.healthy if self.isolation else None),
             ("burst", self.throughput),
+            ("burst on Nagle-style printers", self.nagle_throughput),
             ("burst on emulators", self.emulator_throughput),
         ]
         return [(name, result.cpu) for name, result in named if result is not None]
@@ -108,10 +116,12 @@ def _latency_checks(lat: LatencyResult) -> list[Check]:
 def _burst_checks(tp: ThroughputResult, with_target: bool) -> list[Check]:
     each = ", ".join(f"{r:,.0f}" for r in tp.tickets_per_s_each)
     bursts = max(1, len(tp.tickets_per_s_each))
+    stack = "Nagle-style" if tp.nagle else "prompt"
     if with_target:
+        median = f"median of {bursts} bursts" if bursts > 1 else "1 burst"
         checks = [
             Check(
-                f"throughput, median of {bursts} bursts of {tp.tickets // bursts:,} tickets "
+                f"throughput, {stack} printers, {median} of {tp.tickets // bursts:,} tickets "
                 f"on {tp.printers} printers ({each})",
                 f"{tp.tickets_per_s:,.0f} tickets/s",
                 f">= {THROUGHPUT_MIN_PER_S:,.0f}/s",
@@ -123,7 +133,7 @@ def _burst_checks(tp: ThroughputResult, with_target: bool) -> list[Check]:
     if tp.printed != tp.tickets or tp.duplicates:
         checks.append(
             Check(
-                f"burst ({tp.printer_kind} printers): printed exactly once",
+                f"burst ({tp.printer_kind}, {stack} printers): printed exactly once",
                 f"{tp.printed:,} of {tp.tickets:,}, {tp.duplicates} duplicates",
                 "all, 0 duplicates",
                 False,
@@ -136,6 +146,28 @@ def checks(results: Results) -> list[Check]:
     out: list[Check] = []
     if results.latency is not None:
         out += _latency_checks(results.latency)
+    if results.nagle_latency is not None:
+        nag = results.nagle_latency.from_commit_issued
+        out.append(
+            Check(
+                "latency, Nagle-style printers: p50 / p99",
+                f"{_ms(nag.p50_ms)} / {_ms(nag.p99_ms)}",
+                "",
+                None,
+            )
+        )
+        if nag.lost:
+            out.append(Check("Nagle-style: tickets never printed", str(nag.lost), "0", False))
+        if results.latency is not None:
+            ratio = nag.p50_ms / results.latency.from_commit_issued.p50_ms
+            out.append(
+                Check(
+                    "latency p50, Nagle-style / prompt",
+                    f"{ratio:.2f}x",
+                    f"<= {NAGLE_P50_MAX_RATIO:g}x",
+                    ratio <= NAGLE_P50_MAX_RATIO,
+                )
+            )
     if results.emulator_latency is not None:
         emu = results.emulator_latency.from_commit_issued
         out.append(
@@ -164,6 +196,8 @@ def checks(results: Results) -> list[Check]:
             )
     if results.throughput is not None:
         out += _burst_checks(results.throughput, with_target=True)
+    if results.nagle_throughput is not None:
+        out += _burst_checks(results.nagle_throughput, with_target=True)
     if results.emulator_throughput is not None:
         out += _burst_checks(results.emulator_throughput, with_target=False)
     if results.throughput is not None:
@@ -194,6 +228,28 @@ def checks(results: Results) -> list[Check]:
                 None,
             )
         )
+    for dist in results.distances:
+        lost = f", {dist.latency.lost} lost" if dist.latency.lost else ""
+        out.append(
+            Check(
+                f"printer {dist.rtt_ms:g} ms away, 1 station: latency p50 / burst drain / "
+                "round trips per ticket, light load and burst",
+                f"{_ms(dist.latency.p50_ms)}{lost} / {dist.burst_tickets_per_s:,.0f} tickets/s / "
+                f"{dist.light_round_trips_per_ticket:.2f} and "
+                f"{dist.burst_round_trips_per_ticket:.2f}",
+                "",
+                None,
+            )
+        )
+        if dist.burst_printed != dist.burst_tickets or dist.latency.lost:
+            out.append(
+                Check(
+                    f"printer {dist.rtt_ms:g} ms away: every ticket printed",
+                    f"burst {dist.burst_printed} of {dist.burst_tickets}, {dist.latency.lost} lost",
+                    "all",
+                    False,
+                )
+            )
     for shape in results.pos_cost or []:
         out.append(
             Check(
@@ -303,6 +359,8 @@ def _details(results: Results) -> list[str]:
     lines: list[str] = []
     if results.latency is not None:
         lines += _latency_details("latency", results.latency)
+    if results.nagle_latency is not None:
+        lines += _latency_details("latency, Nagle-style", results.nagle_latency)
     if results.emulator_latency is not None:
         lines += _latency_details("latency", results.emulator_latency)
     if results.isolation is not None:
@@ -313,12 +371,13 @@ def _details(results: Results) -> list[str]:
             f"  {iso.black_hole_tickets} tickets went to the black hole "
             f"(at the end: {statuses or 'none'})"
         )
-    for tp in (results.throughput, results.emulator_throughput):
+    for tp in (results.throughput, results.nagle_throughput, results.emulator_throughput):
         if tp is None:
             continue
         per_ticket = tp.cpu.per_ticket_us(_per_burst(tp))
+        stack = ", Nagle-style" if tp.nagle else ""
         lines += [
-            f"burst ({tp.printer_kind} printers, the median burst): created in "
+            f"burst ({tp.printer_kind}{stack} printers, the median burst): created in "
             f"{tp.insert_s:.1f} s (one transaction); first cut "
             f"{tp.commit_to_first_cut_ms:.0f} ms after COMMIT, last "
             f"after {tp.commit_to_last_cut_s:.1f} s; {tp.per_printer_min:,}-"
@@ -327,6 +386,18 @@ def _details(results: Results) -> list[str]:
             "  CPU per ticket: "
             + ", ".join(f"{who} {us:.0f} us" for who, us in per_ticket.items()),
         ]
+    for dist in results.distances:
+        lat = dist.latency
+        lines.append(
+            f"distance {dist.rtt_ms:g} ms (lean printer, one station, from COMMIT issued): "
+            f"{lat.samples} tickets, p50 {_ms(lat.p50_ms)}, p99 {_ms(lat.p99_ms)}; burst of "
+            f"{dist.burst_tickets} drained at {dist.burst_tickets_per_s:,.0f}/s, last cut "
+            f"{dist.burst_commit_to_last_cut_s:.1f} s after COMMIT; counted by the printer: "
+            f"light load {dist.light_round_trips} round trips, {dist.light_status_requests} "
+            f"status requests for {dist.light_tickets} tickets (warm-up included), burst "
+            f"{dist.burst_round_trips} round trips, {dist.burst_status_requests} status requests "
+            f"for {dist.burst_printed} tickets"
+        )
     return lines
 
 
@@ -359,10 +430,13 @@ def write_json(results: Results, path: Path) -> None:
          "result": c.verdict}
         for c in checks(results)
     ]  # fmt: skip
-    for key in ("throughput", "emulator_throughput"):
+    for key in ("throughput", "nagle_throughput", "emulator_throughput"):
         tp = getattr(results, key)
         if tp is not None:
             document[key]["cpu"]["per_ticket_us"] = tp.cpu.per_ticket_us(_per_burst(tp))
+    for entry, dist in zip(document["distances"], results.distances, strict=True):
+        entry["light_round_trips_per_ticket"] = _plain(dist.light_round_trips_per_ticket)
+        entry["burst_round_trips_per_ticket"] = _plain(dist.burst_round_trips_per_ticket)
     document["warnings"] = _warnings(results)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2) + "\n")

@@ -24,7 +24,7 @@ from bench.report import Results, table, write_json
 from bench.stack import Cluster, work_directory
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"
-SCENARIOS = ("latency", "isolation", "pos_cost", "burst", "pgqueuer")
+SCENARIOS = ("latency", "isolation", "pos_cost", "burst", "distance", "pgqueuer")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +78,8 @@ def run(args: argparse.Namespace) -> Results:
                 f"stations for {sizes.warmup_s:g} + {sizes.measure_s:g} s, lean printers"
             )
             results.latency = scenarios.latency(cluster, workdir, sizes, "lean")
+            _progress("latency: the same load on Nagle-style lean printers (nagle=True)")
+            results.nagle_latency = scenarios.latency(cluster, workdir, sizes, "lean", nagle=True)
             _progress("latency: the same load on the project's emulators")
             results.emulator_latency = scenarios.latency(cluster, workdir, sizes, "emulator")
         if "isolation" in selected:
@@ -95,9 +97,22 @@ def run(args: argparse.Namespace) -> Results:
                 f"{sizes.burst_stations} lean printers, one daemon"
             )
             results.throughput = scenarios.burst(cluster, workdir, sizes, "lean")
+            _progress(
+                f"burst: {sizes.nagle_bursts} x {sizes.burst_tickets:,} tickets on "
+                f"{sizes.burst_stations} Nagle-style lean printers, one daemon"
+            )
+            results.nagle_throughput = scenarios.burst(cluster, workdir, sizes, "lean", nagle=True)
             if sizes.emulator_burst:
                 _progress("burst: the same on the project's emulators")
                 results.emulator_throughput = scenarios.burst(cluster, workdir, sizes, "emulator")
+        if "distance" in selected:
+            for rtt_ms in sizes.distance_rtts_ms:
+                _progress(
+                    f"distance: one station, its printer {rtt_ms:g} ms away: "
+                    f"{sizes.distance_tickets} tickets at {sizes.rate_per_s:g}/s, then a burst "
+                    f"of {sizes.distance_burst}"
+                )
+                results.distances.append(scenarios.distance(cluster, workdir, sizes, rtt_ms))
         if "pgqueuer" in selected:
             _progress(f"pgqueuer: draining {sizes.pgqueuer_jobs:,} no-op jobs on the same cluster")
             results.pgqueuer = scenarios.pgqueuer_noop(cluster, sizes)

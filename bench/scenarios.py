@@ -48,14 +48,22 @@ class Sizes:
     rate_per_s: float = 20.0
     light_stations: tuple[str, ...] = ("grill", "wok", "fryer", "salad", "bar")
     burst_stations: int = 10
+    # The Nagle-style printers' burst: fewer bursts (no memory verdict rides on it).
+    nagle_bursts: int = 1
+    # A single station's printer at these distances: a short latency run, a short burst.
+    distance_rtts_ms: tuple[float, ...] = (2.0, 10.0, 30.0)
+    distance_tickets: int = 50  # measured latency tickets, one station, after 0.5 s of warm-up
+    distance_burst: int = 200
 
     @property
     def burst_tickets(self) -> int:
         return self.burst_bills * self.burst_stations
 
 
+# Trimmed to keep `make bench` near ten minutes on two cores: no burst on the emulators, one
+# Nagle-style burst (the prompt printers keep three, for the memory verdict), 1,000 bills a burst.
 FULL = Sizes(
-    warmup_s=2.0, measure_s=20.0, burst_bills=2_000, drain_timeout_s=120.0, emulator_burst=True
+    warmup_s=2.0, measure_s=20.0, burst_bills=1_000, drain_timeout_s=120.0, emulator_burst=False
 )
 QUICK = Sizes(
     warmup_s=0.3,
@@ -66,6 +74,9 @@ QUICK = Sizes(
     pos_cost_rounds=5,
     bursts=2,
     pgqueuer_jobs=200,
+    distance_rtts_ms=(10.0,),
+    distance_tickets=5,
+    distance_burst=20,
 )
 
 
@@ -102,6 +113,7 @@ class LatencyResult:
 
     printer_kind: Kind
     stations: tuple[str, ...]
+    nagle: bool  # the printers' TCP stack holds small replies (bench.printers)
     offered_rate_per_s: float  # all stations together, black hole included
     achieved_rate_per_s: float
     measured_s: float
@@ -136,6 +148,7 @@ class MemoryResult:
 @dataclass(frozen=True)
 class ThroughputResult:
     printer_kind: Kind
+    nagle: bool
     tickets: int
     printers: int
     insert_s: float  # creating the burst in one transaction, COMMIT included
@@ -150,6 +163,33 @@ class ThroughputResult:
     cpu: CpuUse  # from COMMIT to the last cut
     memory: MemoryResult
     tickets_per_s_each: tuple[float, ...] = ()  # every burst; tickets_per_s is the median
+
+
+@dataclass(frozen=True)
+class DistanceResult:
+    """One station whose printer answers `rtt_ms` after each request (lean, prompt stack)."""
+
+    rtt_ms: float
+    latency: LatencySummary  # from COMMIT issued, the measured tickets
+    burst_tickets: int
+    burst_printed: int
+    burst_tickets_per_s: float  # (printed - 1) / (last cut - first cut)
+    burst_commit_to_last_cut_s: float
+    # Counted by the printer (reads that asked for a reply; DLE EOT requests answered), split at
+    # the burst's COMMIT: the light load (warm-up included) before, the burst after.
+    light_tickets: int
+    light_round_trips: int
+    light_status_requests: int
+    burst_round_trips: int
+    burst_status_requests: int
+
+    @property
+    def light_round_trips_per_ticket(self) -> float:
+        return self.light_round_trips / self.light_tickets if self.light_tickets else math.nan
+
+    @property
+    def burst_round_trips_per_ticket(self) -> float:
+        return self.burst_round_trips / self.burst_printed if self.burst_printed else math.nan
 
 
 @dataclass(frozen=True)
@@ -253,12 +293,17 @@ def _open_site(
     stations: list[str],
     kind: Kind = "emulator",
     black_hole: str | None = None,
+    nagle: bool = False,
+    rtt_ms: float = 0.0,
 ) -> _Site:
     """Printers and daemon start in parallel; each station gets one product and one printer."""
     conninfo = cluster.new_database(label)
     database = psycopg.conninfo.conninfo_to_dict(conninfo)["dbname"]
     recorder = CutRecorder()
-    printers = [Printer(f"{s}-1", "black_hole" if s == black_hole else "none") for s in stations]
+    printers = [
+        Printer(f"{s}-1", "black_hole" if s == black_hole else "none", nagle=nagle, rtt_ms=rtt_ms)
+        for s in stations
+    ]
     processes = launch_printers(stack, kind, printers, recorder.record)
     daemon = DaemonProcess(conninfo, workdir, str(database))
     daemon.launch(stack)
@@ -292,15 +337,20 @@ def _wait_settled(conninfo: str, ticket_ids: list[int], timeout: float) -> bool:
 
 
 def _light_load(
-    cluster: Cluster, workdir: Path, sizes: Sizes, kind: Kind, black_hole: str | None
+    cluster: Cluster,
+    workdir: Path,
+    sizes: Sizes,
+    kind: Kind,
+    black_hole: str | None,
+    nagle: bool = False,
 ) -> tuple[LatencyResult, list[Sent], str]:
     """Drive the light load against a fresh daemon; optionally one more, black-holed station."""
     with contextlib.ExitStack() as stack:
         stations = list(sizes.light_stations)
         if black_hole is not None:
             stations.append(black_hole)
-        label = f"{'isolation' if black_hole else 'latency'}_{kind}"
-        site = _open_site(stack, cluster, workdir, label, stations, kind, black_hole)
+        label = f"{'isolation' if black_hole else 'latency'}_{kind}{'_nagle' if nagle else ''}"
+        site = _open_site(stack, cluster, workdir, label, stations, kind, black_hole, nagle)
         pos = Pos(site.restaurant)
         stack.callback(pos.close)
         # Every station gets the same rate as in the plain latency run, the black hole too.
@@ -326,6 +376,7 @@ def _light_load(
     result = LatencyResult(
         printer_kind=kind,
         stations=tuple(stations),
+        nagle=nagle,
         offered_rate_per_s=rate,
         achieved_rate_per_s=len(sent) / cpu.wall_s,
         measured_s=sizes.measure_s,
@@ -338,9 +389,11 @@ def _light_load(
     return result, sent, site.conninfo
 
 
-def latency(cluster: Cluster, workdir: Path, sizes: Sizes, kind: Kind) -> LatencyResult:
+def latency(
+    cluster: Cluster, workdir: Path, sizes: Sizes, kind: Kind, nagle: bool = False
+) -> LatencyResult:
     """Light steady load over the light stations: COMMIT -> cut latency."""
-    result, _, _ = _light_load(cluster, workdir, sizes, kind, black_hole=None)
+    result, _, _ = _light_load(cluster, workdir, sizes, kind, black_hole=None, nagle=nagle)
     return result
 
 
@@ -357,12 +410,16 @@ def isolation(cluster: Cluster, workdir: Path, sizes: Sizes, kind: Kind) -> Isol
     )
 
 
-def burst(cluster: Cluster, workdir: Path, sizes: Sizes, kind: Kind) -> ThroughputResult:
-    """`sizes.bursts` bursts in a row against one daemon, each created in one transaction while
-    the daemon idles, then drained. Throughput is the median burst's; memory is read after each."""
+def burst(
+    cluster: Cluster, workdir: Path, sizes: Sizes, kind: Kind, nagle: bool = False
+) -> ThroughputResult:
+    """`sizes.bursts` bursts in a row against one daemon (`sizes.nagle_bursts` on Nagle-style
+    printers), each created in one transaction while the daemon idles, then drained. Throughput
+    is the median burst's; memory is read after each."""
     with contextlib.ExitStack() as stack:
         stations = [f"line{n:02d}" for n in range(1, sizes.burst_stations + 1)]
-        site = _open_site(stack, cluster, workdir, f"burst_{kind}", stations, kind)
+        label = f"burst_{kind}{'_nagle' if nagle else ''}"
+        site = _open_site(stack, cluster, workdir, label, stations, kind, nagle=nagle)
         pos = Pos(site.restaurant)
         stack.callback(pos.close)
 
@@ -370,7 +427,7 @@ def burst(cluster: Cluster, workdir: Path, sizes: Sizes, kind: Kind) -> Throughp
         rounds: list[tuple[list[int], float, float, CpuUse]] = []
         rss_after: list[int] = []
         expected = 0
-        for _ in range(sizes.bursts):
+        for _ in range(sizes.nagle_bursts if nagle else sizes.bursts):
             insert_started = time.monotonic()
             ticket_ids = pos.burst(sizes.burst_bills, stations)
             committed_at = pos.commit()
@@ -406,6 +463,7 @@ def burst(cluster: Cluster, workdir: Path, sizes: Sizes, kind: Kind) -> Throughp
     distinct = {cut.ticket_id for cut in cuts}
     return ThroughputResult(
         printer_kind=kind,
+        nagle=nagle,
         tickets=len(all_ids),
         printers=len(site.printers),
         insert_s=committed_at - insert_started,
@@ -420,6 +478,55 @@ def burst(cluster: Cluster, workdir: Path, sizes: Sizes, kind: Kind) -> Throughp
         cpu=cpu,
         memory=memory,
         tickets_per_s_each=tuple(r[0] for r in per_round),
+    )
+
+
+def distance(cluster: Cluster, workdir: Path, sizes: Sizes, rtt_ms: float) -> DistanceResult:
+    """One station, its lean printer `rtt_ms` away: a short light load, then one burst."""
+    station = "pass"
+    with contextlib.ExitStack() as stack:
+        label = f"distance_{rtt_ms:g}ms".replace(".", "_")
+        site = _open_site(stack, cluster, workdir, label, [station], "lean", rtt_ms=rtt_ms)
+        pos = Pos(site.restaurant)
+        stack.callback(pos.close)
+        rate = sizes.rate_per_s
+        sent = steady_load(pos, [station], rate, 0.5, sizes.distance_tickets / rate)
+        site.recorder.wait_for_tickets({s.ticket_id for s in sent}, LIGHT_LOAD_GRACE_S)
+        _wait_settled(site.conninfo, [s.ticket_id for s in sent], SETTLE_TIMEOUT_S)
+        ticket_ids = pos.burst(sizes.distance_burst, [station])
+        committed_at = pos.commit()
+        site.recorder.wait_for_tickets(set(ticket_ids), sizes.drain_timeout_s)
+        _wait_settled(site.conninfo, ticket_ids, SETTLE_TIMEOUT_S)
+        site.stop()
+
+    cuts = site.recorder.cuts()
+    first_cut: dict[int, float] = {}
+    for cut in cuts:
+        first_cut.setdefault(cut.ticket_id, cut.received_at)
+    measured = [s for s in sent if s.measured]
+    from_issued = [
+        first_cut[s.ticket_id] - s.commit_issued_at if s.ticket_id in first_cut else math.inf
+        for s in measured
+    ]
+    wanted = set(ticket_ids)
+    times = sorted(c.received_at for c in cuts if c.ticket_id in wanted)
+    printed = len(wanted & set(first_cut))
+    span = times[-1] - times[0] if len(times) > 1 else math.nan
+    trips = site.processes[0].trips
+    light = [requests for _, requests, at in trips if at < committed_at]
+    burst_ = [requests for _, requests, at in trips if at >= committed_at]
+    return DistanceResult(
+        rtt_ms=rtt_ms,
+        latency=LatencySummary.of(from_issued),
+        burst_tickets=len(ticket_ids),
+        burst_printed=printed,
+        burst_tickets_per_s=(printed - 1) / span if printed > 1 else 0.0,
+        burst_commit_to_last_cut_s=times[-1] - committed_at if times else math.nan,
+        light_tickets=len(sent),
+        light_round_trips=len(light),
+        light_status_requests=sum(light),
+        burst_round_trips=len(burst_),
+        burst_status_requests=sum(burst_),
     )
 
 

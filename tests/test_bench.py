@@ -31,8 +31,23 @@ def test_daemon_benchmark_quick_run_reports_every_figure(tmp_path: Path) -> None
     assert any(f.startswith("throughput") for f in figures)
     assert any(f.startswith("isolation") for f in figures)
     assert any("RSS" in f for f in figures)
-    assert report["throughput"]["printed"] == report["throughput"]["tickets"]
-    assert report["throughput"]["duplicates"] == 0
+    assert any(f.startswith("latency, Nagle-style printers") for f in figures)
+    assert any(f.startswith("latency p50, Nagle-style / prompt") for f in figures)
+    assert any(f.startswith("throughput, Nagle-style printers") for f in figures)
+    assert any(f.startswith("throughput, prompt printers") for f in figures)
+    assert any("ms away" in f for f in figures)
+    for key in ("throughput", "nagle_throughput"):
+        assert report[key]["printed"] == report[key]["tickets"]
+        assert report[key]["duplicates"] == 0
+    assert report["nagle_throughput"]["nagle"] is True
+    assert report["nagle_latency"]["from_commit_issued"]["lost"] == 0
+    (distance,) = report["distances"]
+    assert distance["burst_printed"] == distance["burst_tickets"]
+    assert distance["latency"]["lost"] == 0
+    # Counted by the bench printer: it answered status requests, so there were round trips.
+    assert distance["light_round_trips"] > 0 and distance["light_status_requests"] > 0
+    assert distance["burst_round_trips"] > 0
+    assert distance["light_round_trips_per_ticket"] > 0
 
 
 def test_view_benchmark_quick_run_times_every_view() -> None:
