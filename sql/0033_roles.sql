@@ -217,6 +217,26 @@ GRANT SELECT, INSERT ON public.kitchen_kitchenticket, public.kitchen_kitchentick
 GRANT SELECT, INSERT ON public.kitchen_kitchenticketlog TO kprintd_pos;
 GRANT SELECT ON public.kitchen_stationprinter, public.kitchen_bill_status, public.kitchen_billitem_status,
                 public.kitchen_pos_bill, public.kitchen_pos_billitem TO kprintd_pos;
+-- Where kprintd made the POS's reference tables (a fresh install, the demo), the POS gets them as
+-- its own; a POS that made them keeps its own rights and kprintd grants nothing on them.
+DO $pos_tables$
+DECLARE
+    v_table text;
+BEGIN
+    FOREACH v_table IN ARRAY ARRAY['core_brand', 'core_product', 'pos_bill', 'pos_billitem'] LOOP
+        IF to_regclass('public.' || v_table) IS NOT NULL
+           AND pg_get_userbyid((SELECT relowner FROM pg_class
+                                 WHERE oid = to_regclass('public.' || v_table))) = current_user THEN
+            EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON public.%I TO kprintd_pos', v_table);
+            IF pg_get_serial_sequence('public.' || v_table, 'id') IS NOT NULL THEN
+                EXECUTE format('GRANT USAGE ON SEQUENCE %s TO kprintd_pos',
+                               pg_get_serial_sequence('public.' || v_table, 'id'));
+            END IF;
+        END IF;
+    END LOOP;
+END
+$pos_tables$;
+
 -- Managers and auditors read the reports.
 GRANT SELECT ON public.kitchen_kitchenticket, public.kitchen_bill_status, public.kitchen_failed_tickets,
                 public.kitchen_stuck_tickets, public.kitchen_printer_status, public.kitchen_station_queue,

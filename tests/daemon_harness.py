@@ -252,7 +252,10 @@ class Restaurant:
     def send(self, *stations: str, max_retries: int | None = None) -> list[int]:
         """A bill with one item per station, sent to the kitchen; returns the ticket ids."""
         self._bills += 1
-        with psycopg.connect(self.url) as conn:
+        # As the POS: its own login, in the kprintd_pos role (sql/0033_roles.sql). A test that
+        # also changes the tickets' max_retries before they commit acts as their owner instead.
+        login = as_login(self.url, "kprintd_pos") if max_retries is None else self.url
+        with psycopg.connect(login) as conn:
             bill_id = conn.execute(
                 "INSERT INTO pos_bill (brand_id, store_id, bill_number, table_number)"
                 " VALUES (%s, %s, %s, '7') RETURNING id",
@@ -304,7 +307,7 @@ def alerts_process(url: str, *args: str) -> subprocess.Popen[str]:
     """`kprintd alerts ARGS` as a child process, returned once it listens."""
     process = subprocess.Popen(
         [sys.executable, "-m", "kprintd.cli", "alerts", *args],
-        env=daemon_env(url),
+        env=daemon_env(as_login(url, "kprintd_auditor")),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

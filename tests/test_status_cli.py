@@ -14,6 +14,7 @@ from kprintd.printer_status import PaperState
 from tests.daemon_harness import (
     Restaurant,
     alerts_process,
+    as_login,
     daemon_env,
     query,
     running_daemon,
@@ -25,10 +26,11 @@ UNREACHABLE = "postgresql://kprintd@127.0.0.1:1/pos?connect_timeout=2"
 
 
 def kprintd(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """`kprintd ARGS` as a child process, configured like under systemd (KPRINTD_* variables)."""
+    """`kprintd ARGS` as a child process, configured like under systemd (KPRINTD_* variables),
+    logged in as a reporting login (kprintd_auditor): read-only."""
     return subprocess.run(
         [sys.executable, "-m", "kprintd.cli", *args],
-        env=daemon_env(url),
+        env=daemon_env(as_login(url, "kprintd_auditor") if url else url),
         capture_output=True,
         text=True,
         timeout=30,
@@ -92,7 +94,9 @@ def test_status_shows_planned_maintenance_and_the_last_hours_alerts(
     everything = kprintd(database_url, "status")
     ours = subprocess.run(
         [sys.executable, "-m", "kprintd.cli", "status", "--json"],
-        env=daemon_env(database_url, brand_ids=str(restaurant.brand_id)),
+        env=daemon_env(
+            as_login(database_url, "kprintd_auditor"), brand_ids=str(restaurant.brand_id)
+        ),
         capture_output=True,
         text=True,
         timeout=30,
