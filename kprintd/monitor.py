@@ -1,7 +1,7 @@
 """`kprintd status` and `kprintd alerts`: what the person at the store server and scripts see.
 
-Owns both commands. `status` reads kitchen_status_report() (sql/0022_status_report.sql, as last
-redefined by sql/0029_alerts_heartbeat_stations.sql; it also decides what needs attention) and
+Owns both commands. `status` reads kitchen_status_report() (sql/0029_alerts_heartbeat_stations.sql;
+it also decides what needs attention) and
 shows it as one screen, or as JSON with --json; its exit code is for cron and Nagios-style checks:
 0 all well, 1 something needs attention, 2 the database cannot be read (or the configuration is
 wrong, which the command line reports). `alerts` prints each alert as it comes, as a line for

@@ -22,8 +22,8 @@
 -- 3. kitchen_alertlog's append-only triggers fire ALWAYS, like the ticket log's (sql/0004).
 --
 -- Owns: kitchen_valid_station(), kitchen_printable(), kitchen_refuse_invisible_station() and its
--- triggers; kitchen_daemon_beat() (both signatures), kitchen_daemon_status and
--- kitchen_status_report() as of this file.
+-- triggers; kitchen_daemon_beat() (both signatures), kitchen_daemon_status; and
+-- kitchen_status_report(), the one-screen summary behind `kprintd status` (its only definition).
 --
 -- Apply with kprintd migrate, or by hand: psql -v ON_ERROR_STOP=1 --single-transaction -f <file>
 
@@ -290,8 +290,8 @@ COMMENT ON VIEW public.kitchen_daemon_status IS
     'NULL = not said), not_listening_since and not_listening_for (while it is not listening and not '
     'stopped; as of its last beat, which comes within a second of a change).';
 
--- kprintd status: a live daemon that does not listen (same signature: replace) ----------------------
-CREATE OR REPLACE FUNCTION kprintd.kitchen_status_report(p_brand_ids uuid[] DEFAULT NULL, p_store_id uuid DEFAULT NULL)
+-- kprintd status: the one-screen summary ------------------------------------------------------------
+CREATE FUNCTION kprintd.kitchen_status_report(p_brand_ids uuid[] DEFAULT NULL, p_store_id uuid DEFAULT NULL)
 RETURNS jsonb
     LANGUAGE plpgsql STABLE AS $$
 DECLARE
