@@ -27,8 +27,12 @@ from kprintd.daemon import Daemon
 from kprintd.emulator import EmulatedPrinter
 
 # Each test gets printers on its own loopback addresses, so a printer left over by a failed test
-# never answers for the next one.
-_addresses = (f"127.0.{a}.{b}" for a, b in itertools.product(range(10, 250), range(2, 250)))
+# never answers for the next one; the second octet follows the process, so test runs going on
+# side by side (two checkouts, a CI job beside a developer's) rarely share a /16.
+_SECOND_OCTET = 100 + os.getpid() % 150
+_addresses = (
+    f"127.{_SECOND_OCTET}.{a}.{b}" for a, b in itertools.product(range(0, 250), range(2, 250))
+)
 
 FAST_SETTINGS: dict[str, Any] = {
     "printer_connect_timeout_s": 0.5,
