@@ -115,7 +115,8 @@ INSERT INTO kitchen_kitchenticket
     (id, bill_id, brand_id, store_id, ticket_type, is_reprint, printer_target, status,
      print_attempts, max_retries, printer_ip, printer_id, error_message, error_code, last_error_at,
      created_at, printed_at, claimed_by, lease_expires_at, next_attempt_at)
-SELECT n, (n + 1) / 2, sp.brand_id, ('b0000000-0000-4000-8000-00000000000' || ((n + 1) / 2 %% 4))::uuid,
+SELECT n, (n + 1) / 2, sp.brand_id,
+       ('b0000000-0000-4000-8000-00000000000' || ((n + 1) / 2 %% 4))::uuid,
        'order', false, g.station, g.status,
        CASE g.status WHEN 'new' THEN CASE WHEN n %% 10 = 0 THEN 3 ELSE 0 END
                      WHEN 'failed' THEN 3 ELSE 1 END,
