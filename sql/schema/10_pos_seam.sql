@@ -2,7 +2,7 @@
 --
 -- kprintd lives in the POS's database and reads the POS's bills, items, products and brands. It
 -- never names a POS column anywhere else: every trigger, function and view of kprintd reads them
--- through four views made here, with fixed column names and types:
+-- through three views made here, with fixed column names and types:
 --
 --   kitchen_pos_brand     (id uuid, name text)
 --   kitchen_pos_bill      (id bigint, brand_id uuid, store_id uuid, bill_number text, bill_type text,
@@ -18,7 +18,6 @@
 -- number comes from pos_bill.table_number or, where the POS keeps tables in a table of their own,
 -- from pos_bill.table_id -> tables_table.number. A POS shaped differently gets its own view with
 -- CREATE OR REPLACE VIEW, same columns in the same order (docs/pos-integration.md shows how).
-
 
 -- kprintd's functions live in a schema of their own, where only kprintd's owner creates anything:
 -- a POS that owns public cannot put an overload or an operator in their way. Each of them names

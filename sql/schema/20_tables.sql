@@ -181,7 +181,7 @@ SELECT pg_temp.kitchen_column('kitchen_kitchenticket', 'may_have_printed', 'BOOL
 SELECT pg_temp.kitchen_column('kitchen_kitchenticket', 'reprinted', 'BOOLEAN NOT NULL DEFAULT FALSE', 'boolean');
 -- kprintd: the printer that printed it (printer_ip alone is ambiguous across ports).
 SELECT pg_temp.kitchen_column('kitchen_kitchenticket', 'printer_id', 'BIGINT NULL REFERENCES kitchen_stationprinter(id)', 'bigint');
--- A ticket a POS's earlier printer service left 'printing' may be on paper already: it prints again
+-- A ticket a POS's own printer service left 'printing' may be on paper already: it prints again
 -- with the RETRY banner once kprintd runs (its lease is over), never silently twice.
 UPDATE public.kitchen_kitchenticket SET may_have_printed = true, lease_expires_at = now()
  WHERE status = 'printing' AND lease_expires_at IS NULL;
@@ -525,7 +525,7 @@ COMMENT ON COLUMN public.kitchen_purgelog.digest IS
 -- Each file of sql/migrations records itself here as its last statement, so a database migrated
 -- with psql is one `kprintd run` accepts. kprintd migrate adds the file's SHA-256 (checksum), and
 -- refuses to go on when an applied file was edited; a row with no checksum was applied by hand.
-CREATE TABLE IF NOT EXISTS public.kprintd_schema_migrations (
+CREATE TABLE public.kprintd_schema_migrations (
     version     VARCHAR(4) PRIMARY KEY,
     filename    TEXT NOT NULL,
     checksum    CHAR(64) NULL,

@@ -1,3 +1,29 @@
+-- The triggers on kprintd's tables and their trigger functions: what the database itself does when
+-- anyone (kprintd, a POS, a DBA with psql) writes a ticket, its lines, a printer or a template.
+--
+-- * Tickets: a writer that leaves columns out gets the ticket's scope from its bill, its station
+--   code trimmed and lowercase, its type from its station and bill; status changes keep the claim,
+--   retry and banner columns consistent; a line lists an item of the ticket's own bill only.
+-- * Station codes must be visible text.
+-- * The audit trail: every ticket insert and status change writes one kitchen_kitchenticketlog row
+--   (AFTER triggers, so a DBA's hand-typed UPDATE is audited too). Writers describe their change
+--   with kitchen_describe_change() (41_tickets.sql) in the same transaction, before the UPDATE:
+--   kprintd.action, kprintd.actor, kprintd.duration_ms, kprintd.error_code, kprintd.metadata
+--   (transaction-local settings; an empty string counts as unset). The ticket log, the alert log
+--   and the purge log are append-only for every role, the owner and superusers included, and with
+--   session_replication_role = replica too (ENABLE ALWAYS); the ticket log accepts a DELETE only
+--   from kitchen_purge.
+-- * Waking the daemon: NOTIFY kitchen_ticket_new when a ticket is committed and whenever it goes
+--   back to 'new' (delivered at COMMIT, in commit order; a listener that was not connected misses
+--   them, so the daemon also looks for due tickets when it connects); NOTIFY kitchen_printers_changed
+--   when printers, templates or maintenance windows change.
+-- * Tickets a POS writes itself (the spec's Example 1: ticket row, then its items one by one, then
+--   its own 'created' log row): a ticket is announced when its transaction commits; one committed
+--   without items waits until the writer has been quiet for kitchen_writer_quiet_interval(); an
+--   item written onto a ticket that is printing or printed goes out on an addition ticket; the log
+--   has one 'created' row per ticket; NOT NULL columns a POS's ORM always fills get the column
+--   type's empty value when kprintd writes.
+
 -- Tickets: what a writer leaves out, the database fills in --------------------------------------
 CREATE FUNCTION kprintd.kitchen_ticket_before_insert() RETURNS trigger
     LANGUAGE plpgsql AS $$
@@ -230,7 +256,7 @@ BEGIN
             v_old := OLD.station_code;
         END IF;
     END IF;
-    -- A row written before 0029 keeps its code through updates that do not change it (an ORM
+    -- A row written before codes were judged keeps its code through updates that do not change it (an ORM
     -- saving every column, the daemon counting prints).
     IF kprintd.kitchen_valid_station(v_code) OR (TG_OP = 'UPDATE' AND v_code IS NOT DISTINCT FROM v_old) THEN
         RETURN NEW;
@@ -251,7 +277,7 @@ BEGIN
     END IF;
 
     -- A ticket. A void or a reprint repeats a station that is on paper already for this bill (a
-    -- ticket written before 0029): the kitchen must get it, and it names no new station.
+    -- ticket written before codes were judged): the kitchen must get it, and it names no new station.
     IF (NEW.ticket_type = 'void' OR NEW.is_reprint)
        AND EXISTS (SELECT 1 FROM public.kitchen_kitchenticket o
                     WHERE o.bill_id = NEW.bill_id AND o.printer_target = NEW.printer_target) THEN
@@ -298,8 +324,8 @@ COMMENT ON FUNCTION kprintd.kitchen_refuse_invisible_station() IS
     'template, or the ticket''s bill and the bill items that go to that station (so '
     'kitchen_create_tickets() refuses the whole send). The code is shown escaped '
     '(kitchen_printable()). An UPDATE that leaves the code as it was passes, and so does a void or '
-    'reprint ticket for a station the bill already has a ticket for: rows written before 0029 keep '
-    'working.';
+    'reprint ticket for a station the bill already has a ticket for: rows written before codes were '
+    'judged keep working.';
 
 CREATE TRIGGER kitchen_stationprinter_station_visible
     BEFORE INSERT OR UPDATE OF station_code ON public.kitchen_stationprinter
@@ -361,7 +387,7 @@ CREATE TRIGGER kitchen_printtemplate_time_zone
 
 -- The audit trail -------------------------------------------------------------------------------
 -- Whose description of a change is believed: the daemon's and a manager's (the admin functions).
--- Before the roles exist (sql/0033), everyone's, as on a database without them.
+-- Where the roles do not exist (60_roles_and_grants.sql not applied), everyone's.
 CREATE FUNCTION kprintd.kitchen_session_trusted() RETURNS boolean
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
     RETURN CASE WHEN to_regrole('kprintd_daemon') IS NULL OR to_regrole('kprintd_manager') IS NULL
@@ -376,9 +402,8 @@ COMMENT ON FUNCTION kprintd.kitchen_session_trusted() IS
     'else''s change is logged as manual_update by session_user, with what it claimed in metadata '
     '(claimed_action, claimed_actor).';
 
--- 2. The audit trigger recognises a claim ---------------------------------------------------------
 -- The 'created' row kprintd writes, when the audit trigger (a described insert) or the commit of an
--- undescribed one (sql/0026) logs a ticket's creation.
+-- undescribed one (kitchen_ticket_committed) logs a ticket's creation.
 CREATE FUNCTION kprintd.kitchen_log_created(p_ticket public.kitchen_kitchenticket, p_actor text, p_extra jsonb,
                                     p_at timestamptz) RETURNS void
     LANGUAGE plpgsql AS $$
@@ -408,8 +433,8 @@ COMMENT ON FUNCTION kprintd.kitchen_log_created(public.kitchen_kitchenticket, te
     'ticket_type[, reprint_of]} plus p_extra, timestamp p_at. Called by the audit trigger and at commit '
     '(kitchen_ticket_committed); writing the log needs INSERT on it, which only kprintd''s owner has.';
 
--- As in 0004, but a claim is recognised first and its description is fixed; a description is
--- believed only from a trusted session (kitchen_session_trusted).
+-- A claim is recognised first and its description is fixed; a description is believed only from a
+-- trusted session (kitchen_session_trusted).
 CREATE FUNCTION kprintd.kitchen_ticket_audit() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -524,7 +549,7 @@ CREATE TRIGGER kitchen_kitchenticket_audit_status
     FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
     EXECUTE FUNCTION kprintd.kitchen_ticket_audit();
 
--- 4. The ticket log: DELETE only from kitchen_purge (same signature as in 0004: replace) ----------
+-- The ticket log: DELETE only from kitchen_purge.
 -- search_path is fixed: this runs with the deleter's settings, and a deleter's own "=" operator
 -- must not decide whether it is the purge.
 CREATE FUNCTION kprintd.kitchen_ticketlog_append_only() RETURNS trigger
@@ -635,8 +660,8 @@ ALTER TABLE public.kitchen_purgelog ENABLE ALWAYS TRIGGER kitchen_purgelog_no_up
 ALTER TABLE public.kitchen_purgelog ENABLE ALWAYS TRIGGER kitchen_purgelog_no_modify;
 
 -- Waking the daemon -----------------------------------------------------------------------------
--- The payload, for the notification sent when a ticket is committed (sql/0026) and when it goes back
--- to 'new': where the ticket goes, nothing of what it says (any login can LISTEN).
+-- The payload, for the notification sent when a ticket is committed (kitchen_ticket_committed) and
+-- when it goes back to 'new': where the ticket goes, nothing of what it says (any login can LISTEN).
 CREATE FUNCTION kprintd.kitchen_ticket_notice(p_ticket public.kitchen_kitchenticket) RETURNS text
     LANGUAGE sql STABLE
     RETURN jsonb_build_object(
@@ -664,14 +689,14 @@ $$;
 COMMENT ON FUNCTION kprintd.kitchen_ticket_notify() IS
     'AFTER UPDATE (status changed to ''new'') on kitchen_kitchenticket: '
     'pg_notify(''kitchen_ticket_new'', kitchen_ticket_notice(NEW)), delivered at commit. '
-    'A new ticket is announced when its transaction commits (kitchen_ticket_committed, sql/0026).';
+    'A new ticket is announced when its transaction commits (kitchen_ticket_committed).';
 
 CREATE TRIGGER kitchen_kitchenticket_notify_status
     AFTER UPDATE ON public.kitchen_kitchenticket
     FOR EACH ROW WHEN (NEW.status = 'new' AND OLD.status IS DISTINCT FROM 'new')
     EXECUTE FUNCTION kprintd.kitchen_ticket_notify();
 
--- 1. How long a writer may pause between the rows of one ticket -----------------------------------
+-- How long a writer may pause between the rows of one ticket.
 CREATE FUNCTION kprintd.kitchen_writer_quiet_interval() RETURNS interval
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN interval '500 milliseconds';
@@ -682,7 +707,7 @@ COMMENT ON FUNCTION kprintd.kitchen_writer_quiet_interval() IS
     'REPLACE FUNCTION to fit a slower writer; a ticket written with its items in one transaction never '
     'waits for it.';
 
--- 2. A ticket's commit ------------------------------------------------------------------------------
+-- A ticket's commit announces it.
 -- SECURITY DEFINER: it writes the log, which application roles cannot.
 CREATE FUNCTION kprintd.kitchen_ticket_committed() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -743,7 +768,6 @@ CREATE CONSTRAINT TRIGGER kitchen_kitchenticket_committed
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW WHEN (NEW.status = 'new') EXECUTE FUNCTION kprintd.kitchen_ticket_committed();
 
--- Telling the daemon at once -----------------------------------------------------------------------
 -- kprintd keeps each route's printers (kitchen_route_printers) in memory so that no ticket waits
 -- for that query. These triggers tell it, on commit, when something that routing reads changed,
 -- so a printer switched off, a new template or a maintenance window applies to the very next
@@ -780,7 +804,7 @@ CREATE TRIGGER kitchen_stationprinterschedule_changed
     FOR EACH STATEMENT EXECUTE FUNCTION kprintd.kitchen_notify_printers_changed();
 
 -- Tickets a POS writes itself -------------------------------------------------------------------
--- 3. Items written after their ticket ------------------------------------------------------------------
+-- Items written after their ticket.
 CREATE FUNCTION kprintd.kitchen_ticketitem_arrived() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -852,7 +876,7 @@ CREATE TRIGGER kitchen_kitchenticketitem_arrived
     FOR EACH ROW WHEN (NOT NEW.written_by_kprintd)
     EXECUTE FUNCTION kprintd.kitchen_ticketitem_arrived();
 
--- 4. NOT NULL columns a POS's ORM always fills -------------------------------------------------------
+-- NOT NULL columns a POS's ORM always fills.
 CREATE FUNCTION kprintd.kitchen_fill_required() RETURNS trigger
     LANGUAGE plpgsql AS $$
 DECLARE

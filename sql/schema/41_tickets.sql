@@ -1,5 +1,18 @@
+-- Tickets: station codes and printable text, describing a change for the audit trail, and send to
+-- kitchen (kitchen_create_tickets), the call a POS makes to turn a bill's unsent items into tickets.
+--
+-- Station codes are stored lowercase and trimmed. A bill item's station is its own printer_target,
+-- else its product's printer_target, else 'kitchen'; 'none' means "never printed".
+--
+-- One kitchen_create_tickets() call is one "send": for every station with unsent items one ticket
+-- ('order' the first time the station gets items of this bill, 'addition' afterwards); for every
+-- station with items that were sent and are now void one 'void' ticket; and, when the brand has an
+-- active 'checker' printer for the bill's store, one 'checker' ticket listing every line of this
+-- send (voids as void lines). Calling it again creates nothing new: a bill item goes on one
+-- original order/addition ticket and one void ticket at most, which unique indexes on
+-- kitchen_kitchenticketitem enforce (20_tables.sql).
+
 -- Station codes and printable text --------------------------------------------------------------
--- 1. Station codes ---------------------------------------------------------------------------------
 CREATE FUNCTION kprintd.kitchen_normalize_station(p_code text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN NULLIF(lower(btrim(p_code)), '');
@@ -20,7 +33,7 @@ COMMENT ON FUNCTION kprintd.kitchen_item_station(text, text) IS
     'The station a bill item is printed at: the item''s printer_target, else the product''s, else ''kitchen'' '
     '(blank counts as unset; codes are trimmed and lowercased). NULL means ''none'': the item is never printed.';
 
--- 1. Station codes are visible text ----------------------------------------------------------------
+-- Station codes are visible text.
 -- Control characters (C0, DEL, C1), format characters (Unicode category Cf: zero-width spaces and
 -- joiners, bidirectional overrides, the byte order mark, tags, ...), line and paragraph separators,
 -- spaces other than the plain one (no-break, en, em, ideographic, ...), the combining grapheme
@@ -97,7 +110,6 @@ COMMENT ON FUNCTION kprintd.kitchen_is_time_zone(text) IS
     'abbreviations such as ''WIB'' and POSIX offsets are not accepted.';
 
 -- Describing a change for the audit trail -------------------------------------------------------
--- 1. Describing a change ----------------------------------------------------------------------------
 CREATE FUNCTION kprintd.kitchen_describe_change(
     p_action      text,
     p_actor       text,

@@ -1,5 +1,12 @@
+-- The daemon's side of the queue: which printers a ticket may go to, routing, claiming with leases,
+-- the document a ticket prints, recording outcomes, and reclaiming expired leases.
+--
+-- A claimed ticket is 'printing' and belongs to claimed_by until lease_expires_at; a lease that
+-- expires is reclaimed, and the ticket prints again with a RETRY banner. The daemon calls these
+-- functions as kprintd_daemon (60_roles_and_grants.sql).
+
 -- Printers a ticket may go to -------------------------------------------------------------------
--- 1. What a health check says --------------------------------------------------------------------
+-- What a health check says.
 CREATE FUNCTION kprintd.kitchen_printer_state(p_is_online boolean, p_paper_status text, p_error_code text)
 RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -21,7 +28,7 @@ COMMENT ON FUNCTION kprintd.kitchen_printer_state(boolean, text, text) IS
     '''ok'', ''no_status'' (reachable but did not answer the status request) and ''unknown'' (no check). '
     'offline, cover_open, paper_out and error mean the printer cannot print: kprintd routes to a backup.';
 
--- One printer's current or next window --------------------------------------------------------------
+-- One printer's current or next maintenance window.
 CREATE FUNCTION kprintd.kitchen_printer_maintenance(p_printer_id bigint, p_at timestamptz DEFAULT now())
 RETURNS TABLE (starts_at timestamptz, ends_at timestamptz, reason text)
 LANGUAGE sql STABLE AS $$
@@ -128,7 +135,7 @@ COMMENT ON FUNCTION kprintd.kitchen_due_routes(uuid[], uuid) IS
     'The routes (brand, store, station) with tickets waiting to print, within a daemon''s scope, '
     'with how many wait and when the first is due. The daemon scans this at start and on its sweep.';
 
--- The document a ticket prints ---------------------------------------------------------------------
+-- The document a ticket prints.
 -- PL/pgSQL, not SQL: PostgreSQL caches a PL/pgSQL statement's plan, while a SQL function with a
 -- FROM clause is planned again on every call (0.5 ms of every claim).
 CREATE FUNCTION kprintd.kitchen_ticket_document(p_ticket_id bigint) RETURNS jsonb
@@ -240,7 +247,7 @@ COMMENT ON FUNCTION kprintd.kitchen_claim_print_jobs(text, double precision, uui
     '(kitchen_ticket_document()), built from the tables in this transaction: print that, and nothing '
     'a notification said. Commit before printing.';
 
--- Recording outcomes ------------------------------------------------------------------------------
+-- Recording outcomes.
 CREATE FUNCTION kprintd.kitchen_finish_print_jobs(
     p_daemon            text,
     p_results           jsonb,
@@ -386,7 +393,7 @@ COMMENT ON FUNCTION kprintd.kitchen_finish_print_jobs(text, jsonb, jsonb) IS
     'p_printer_failures: [{printer_id, error_message}] counts failures against printers. Tickets '
     'no longer held by p_daemon are left alone (recorded = false).';
 
--- Leases ------------------------------------------------------------------------------------------
+-- Leases.
 CREATE FUNCTION kprintd.kitchen_reclaim_expired_leases(
     p_brand_ids uuid[] DEFAULT NULL,
     p_store_id  uuid DEFAULT NULL

@@ -1,3 +1,13 @@
+-- Health: the printers a daemon checks and the record of its checks, daemon heartbeats, alerts
+-- (kept in kitchen_alertlog; a change two daemons both notice is announced once), and the print
+-- times the SLA view reports.
+--
+-- An alert is a NOTIFY on kitchen_alert and a kitchen_alertlog row; the payload carries the row's
+-- id (alert_id), so a listener that reconnects catches up with kitchen_alerts_after(). An alert that
+-- names the daemon raising it (details.daemon) is held back, logged with sent = false, when the
+-- latest alert sent about the same subject (the ticket, else the printer, else the station) came
+-- from another daemon in the last minute and said the same thing.
+
 -- Printers --------------------------------------------------------------------------------------
 CREATE FUNCTION kprintd.kitchen_health_printers(p_brand_ids uuid[] DEFAULT NULL, p_store_id uuid DEFAULT NULL)
 RETURNS TABLE (
@@ -29,7 +39,7 @@ COMMENT ON FUNCTION kprintd.kitchen_health_printers(uuid[], uuid) IS
     'check only connects). Printers inside a maintenance window (kitchen_stationprinterschedule) are '
     'left out: nobody is alerted about a printer unplugged on purpose.';
 
--- 3. Recording checks ------------------------------------------------------------------------------
+-- Recording checks.
 CREATE FUNCTION kprintd.kitchen_record_health_checks(p_checks jsonb)
 RETURNS TABLE (printer_id bigint, state text)
     LANGUAGE sql AS $$
@@ -52,7 +62,7 @@ COMMENT ON FUNCTION kprintd.kitchen_record_health_checks(jsonb) IS
     'temperature_ok, cutter_ok}] (paper_status default ''unknown''). Returns each recorded printer '
     'with its kitchen_printer_state(); printers that no longer exist are skipped.';
 
--- 4. Retention -------------------------------------------------------------------------------------
+-- Retention of checks.
 CREATE FUNCTION kprintd.kitchen_prune_health_checks(p_retention_days integer, p_batch_size integer DEFAULT 1000)
 RETURNS integer
     LANGUAGE plpgsql AS $$
@@ -145,7 +155,7 @@ CREATE FUNCTION kprintd.kitchen_daemon_beat(
 $$;
 
 COMMENT ON FUNCTION kprintd.kitchen_daemon_beat(text, text, integer, text, uuid, uuid[], double precision, timestamptz, bigint) IS
-    'The heartbeat of a writer that does not say whether it listens (before 0029): as the 11-argument '
+    'The heartbeat of a writer that does not say whether it listens: as the 11-argument '
     'kitchen_daemon_beat() with listening NULL (unknown), so it is never said to be not listening.';
 
 CREATE FUNCTION kprintd.kitchen_daemon_stopped(p_daemon_id text, p_tickets_printed bigint) RETURNS void
@@ -160,7 +170,6 @@ COMMENT ON FUNCTION kprintd.kitchen_daemon_stopped(text, bigint) IS
     'daemon from one that died (stale).';
 
 -- Alerts ----------------------------------------------------------------------------------------
--- Raising an alert (same signature as in 0011: replace) -------------------------------------------
 CREATE FUNCTION kprintd.kitchen_raise_alert(
     p_type      text,
     p_severity  text,
@@ -224,7 +233,7 @@ COMMENT ON FUNCTION kprintd.kitchen_raise_alert(text, text, text, jsonb) IS
     'and the latest alert sent about the same subject (ticket, printer or station) is of the same type, '
     'from another daemon, less than a minute old. Returns the alert with sent.';
 
--- Catching up ----------------------------------------------------------------------------------------
+-- Catching up on alerts a listener missed.
 CREATE FUNCTION kprintd.kitchen_alerts_after(p_after_id bigint, p_since interval DEFAULT NULL)
 RETURNS TABLE (alert_id bigint, alert jsonb)
 LANGUAGE sql STABLE AS $$
@@ -241,7 +250,6 @@ COMMENT ON FUNCTION kprintd.kitchen_alerts_after(bigint, interval) IS
     'payload as sent).';
 
 -- Print times -----------------------------------------------------------------------------------
--- Tickets ------------------------------------------------------------------------------------------
 CREATE FUNCTION kprintd.kitchen_print_sla_of_day(p_day date)
 RETURNS TABLE (
     brand_id           uuid,

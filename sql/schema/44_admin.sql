@@ -1,3 +1,18 @@
+-- Admin actions and retention: reprint, reset, mark printed, mark failed, the ticket list of
+-- `kprintd tickets`, and kitchen_purge.
+--
+-- Each admin action runs in the caller's transaction, locks the ticket, refuses transitions that
+-- make no sense with SQLSTATE 55000 (object_not_in_prerequisite_state), and is audited under the
+-- spec's action names through kitchen_describe_change(); the caller's own description is put back
+-- afterwards. They run with their owner's rights (SECURITY DEFINER): a manager needs EXECUTE only.
+--
+-- kitchen_purge(older_than, actor) removes, in the caller's transaction, every ticket that is final
+-- ('printed' or 'failed') and was created before now() - older_than, with its lines and log rows.
+-- It never removes anything younger than 7 days, a ticket still 'new' or 'printing', or a ticket a
+-- kept ticket references (a young reprint keeps its old original). Each call, also one that removed
+-- nothing, adds one row to kitchen_purgelog with a SHA-256 digest of the removed rows. Rows
+-- elsewhere that only name a ticket (kitchen_alertlog.subject 'ticket:<id>') are kept.
+
 -- Admin actions ---------------------------------------------------------------------------------
 CREATE FUNCTION kprintd.kitchen_admin_check_args(p_function text, p_ticket_id bigint, p_actor text) RETURNS void
     LANGUAGE plpgsql AS $$
@@ -274,7 +289,7 @@ AS $$
            t.last_error_at::timestamptz,
            nullif(t.error_code::text, ''),
            nullif(t.error_message::text, ''),
-           -- The lines as they print (sql/0011): a partial reprint names their bill_item_id.
+           -- The lines as they print (kitchen_ticket_document): a partial reprint names their bill_item_id.
            coalesce(kprintd.kitchen_ticket_document(t.id) -> 'lines', '[]')
     FROM (
         SELECT k.*
@@ -301,7 +316,7 @@ COMMENT ON FUNCTION kprintd.kitchen_ticket_list(integer, bigint[], uuid[], uuid)
     'duty, not to PUBLIC.';
 
 -- Retention -------------------------------------------------------------------------------------
--- 1. The digest -----------------------------------------------------------------------------------
+-- The digest.
 -- SHA-256 has no incremental form in PostgreSQL, and hashing one long string would hold every
 -- removed row in memory at once; a hash chain needs 32 bytes of state.
 CREATE FUNCTION kprintd.kitchen_sha256_chain_step(p_state bytea, p_line text) RETURNS bytea
@@ -323,7 +338,7 @@ COMMENT ON AGGREGATE kprintd.kitchen_sha256_chain(text) IS
     'UTF-8 bytes of line i); returns h(n) as bytea. Order matters: call it with ORDER BY, e.g. '
     'encode(kitchen_sha256_chain(line ORDER BY n), ''hex''). kitchen_purge digests the rows it removes with it.';
 
--- 3. The purge ------------------------------------------------------------------------------------
+-- The purge.
 -- SECURITY DEFINER: callers need no DELETE on the kitchen tables, and the log's trigger recognises
 -- the purge by its owner. search_path is fixed with pg_temp last, so nothing of the caller's (a
 -- temp table, a function or an operator of its own schema) can stand in for what is named here.

@@ -1,3 +1,18 @@
+-- The views: each bill item's kitchen state, and the monitoring views for DBAs, managers,
+-- dashboards (Grafana) and `kprintd status`.
+--
+-- Bill items: kitchen_billitem_status (what kitchen_create_tickets() reads to know what is unsent).
+-- Printers: kitchen_printer_maintenance (planned windows), kitchen_printer_status (latest check of
+-- each printer, window in force), kitchen_printer_offline (offline for more than 5 minutes),
+-- kitchen_printer_uptime_7d and kitchen_printer_failure_rate (the spec's uptime and failure-rate
+-- reports). Tickets: kitchen_print_sla (print times per station and day), kitchen_stuck_tickets and
+-- kitchen_failed_tickets (what needs a human), kitchen_station_queue (what waits, per station),
+-- kitchen_bill_status (the spec's BillKitchenStatus, per bill). Daemons: kitchen_daemon_status.
+--
+-- Every view stays fast on a long history when filtered on its time column (day, created_at,
+-- failed_at): see bench/views.py. Station codes are shown as tickets carry them (trimmed, lowercase).
+
+-- Bill items -------------------------------------------------------------------------------------
 CREATE VIEW public.kitchen_billitem_status AS
 SELECT
     bi.id                          AS bill_item_id,
@@ -43,7 +58,7 @@ COMMENT ON VIEW public.kitchen_billitem_status IS
     'ticket), ''void_sent'' (void ticket void_ticket_id created), ''voided_unsent'' (voided before it was sent: never printed), '
     '''not_printed'' (station ''none'' or quantity < 1). Filter by bill_id.';
 
--- Views ------------------------------------------------------------------------------------------------
+-- Printers -----------------------------------------------------------------------------------------
 CREATE VIEW public.kitchen_printer_maintenance AS
 SELECT m.id AS schedule_id,
        m.printer_id,
@@ -85,7 +100,6 @@ COMMENT ON VIEW public.kitchen_printer_maintenance IS
     'window overlapping this one, false when the station''s tickets will wait for the window to '
     'end. Filter on state <> ''past'' for the plan ahead.';
 
--- kitchen_printer_status gains the window in force (a column added at the end: replace) ----------
 CREATE VIEW public.kitchen_printer_status AS
 SELECT sp.id AS printer_id,
        sp.brand_id,
@@ -221,6 +235,7 @@ COMMENT ON VIEW public.kitchen_printer_failure_rate IS
     'failed_attempt_percent = share of all attempts on the printer that failed. Sort it yourself, '
     'e.g. ORDER BY failure_rate DESC NULLS FIRST.';
 
+-- Tickets ------------------------------------------------------------------------------------------
 CREATE VIEW public.kitchen_print_sla AS
 SELECT c.day,
        s.brand_id,
@@ -407,6 +422,7 @@ COMMENT ON VIEW public.kitchen_bill_status IS
     'kitchen_status = ''failed'' (a ticket failed: someone must act), ''printed'' or ''pending''. '
     'created_at is the bill''s. Filter on bill_id (one bill, for a POS screen) or created_at.';
 
+-- Daemons ------------------------------------------------------------------------------------------
 CREATE VIEW public.kitchen_daemon_status AS
 SELECT d.daemon_id, d.host, d.pid, d.version, d.store_id, d.brand_ids,
        CASE WHEN d.stopped_at IS NOT NULL THEN 'stopped'

@@ -1,3 +1,6 @@
+-- Reports over the views of 50_views.sql: tickets nothing will print, and the one-screen summary
+-- of `kprintd status`. Their SQL reads the views, so they are made after them.
+
 -- Tickets nothing will print --------------------------------------------------------------------
 -- Why a route's tickets would not print ----------------------------------------------------------
 CREATE FUNCTION kprintd.kitchen_unserved_reason(p_brand_id uuid, p_store_id uuid, p_station text)
@@ -117,7 +120,6 @@ COMMENT ON FUNCTION kprintd.kitchen_unserved_routes(interval) IS
     'kprintd status and the daemon call it with the default grace of 30 s.';
 
 -- kprintd status: the one-screen summary --------------------------------------------------------
--- kprintd status: the one-screen summary ------------------------------------------------------------
 CREATE FUNCTION kprintd.kitchen_status_report(p_brand_ids uuid[] DEFAULT NULL, p_store_id uuid DEFAULT NULL)
 RETURNS jsonb
     LANGUAGE plpgsql STABLE AS $$
