@@ -265,14 +265,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    migrate_parser = commands.add_parser("migrate", help="apply the SQL migrations in sql/migrations")
+    migrate_parser = commands.add_parser(
+        "migrate", help="apply the SQL migrations (sql/migrations)"
+    )
     migrate_parser.add_argument("--status", action="store_true", help="list applied and pending")
     migrate_parser.add_argument(
         "--plan",
         action="store_true",
         help="show what migrate would do (tables adopted, columns added) and change nothing",
     )
-    migrate_parser.add_argument("--dir", help="migrations directory (default: the bundled sql/migrations)")
+    migrate_parser.add_argument("--dir", help="migrations directory (default: the bundled ones)")
     migrate_parser.set_defaults(handler=_cmd_migrate)
 
     run_parser = commands.add_parser("run", help="run the printer daemon (what systemd starts)")

@@ -1,5 +1,5 @@
 """Every function (in kprintd and public), view and kitchen table carries a COMMENT ON for the DBAs
-reading it; tests/test_current_schema.py checks the comment sits next to its object in sql/schema."""
+reading it; tests/test_current_schema.py checks it sits next to its object in sql/schema."""
 
 from __future__ import annotations
 
