@@ -6,10 +6,12 @@ printers checked every minute for 30 days), then each monitoring view queried th
 or `kprintd status` asks it (over the last day where it has a time column), several times. Prints
 a table with median, p95 and max per view and PASS/MISS against the 100 ms target (on p95).
 
-The load is plain SQL with generate_series. Tickets go through their triggers like any insert, so
-each gets its 'created' audit row from the trigger, timestamped at load time (the log is
-append-only and stamps clock_timestamp()); every other log row is inserted directly with its
-historical timestamp. Nothing is disabled. Exits 0 when every query ran, whatever the verdicts.
+The load is plain SQL with generate_series, written as a restore writes a dump: with
+session_replication_role = replica, so the row triggers and foreign-key checks that guard a POS's
+writes do not run a million times over (through them, the load alone took about ten minutes).
+The rows carry what those triggers would have written (scope from the bill, ticket type, the
+'created' audit row), with their historical timestamps. Exits 0 when every query ran, whatever
+the verdicts.
 """
 
 from __future__ import annotations
@@ -110,10 +112,11 @@ FROM generate_series(1, (%(tickets)s::int + 1) / 2) n
 # creation on their brand's primary printer for the station.
 LOAD_TICKETS = """
 INSERT INTO kitchen_kitchenticket
-    (id, bill_id, printer_target, status, print_attempts, max_retries, printer_ip, printer_id,
-     error_message, error_code, last_error_at, created_at, printed_at, claimed_by,
-     lease_expires_at, next_attempt_at)
-SELECT n, (n + 1) / 2, g.station, g.status,
+    (id, bill_id, brand_id, store_id, ticket_type, is_reprint, printer_target, status,
+     print_attempts, max_retries, printer_ip, printer_id, error_message, error_code, last_error_at,
+     created_at, printed_at, claimed_by, lease_expires_at, next_attempt_at)
+SELECT n, (n + 1) / 2, sp.brand_id, ('b0000000-0000-4000-8000-00000000000' || ((n + 1) / 2 %% 4))::uuid,
+       'order', false, g.station, g.status,
        CASE g.status WHEN 'new' THEN CASE WHEN n %% 10 = 0 THEN 3 ELSE 0 END
                      WHEN 'failed' THEN 3 ELSE 1 END,
        3,
@@ -145,19 +148,25 @@ JOIN kitchen_stationprinter sp
                         ELSE 'a0000000-0000-4000-8000-000000000002'::uuid END;
 """
 
-# The audit trail of those tickets, inserted directly with historical timestamps: two of three
-# printed tickets failed once on their first attempt (start, failed, retry, start, success), the
-# others printed at once (start, success); failed tickets end with print_failed.
+# The audit trail of those tickets, with historical timestamps: each ticket's 'created' row (as the
+# audit trigger writes it), then two of three printed tickets failed once on their first attempt
+# (start, failed, retry, start, success), the others printed at once (start, success); failed
+# tickets end with print_failed.
 LOAD_LOG = """
 INSERT INTO kitchen_kitchenticketlog
     (ticket_id, "timestamp", old_status, new_status, action, actor, printer_ip, error_code,
      duration_ms, metadata)
-SELECT t.id, t.created_at + v.after, v.old_status, v.new_status, v.action, 'printer_service',
-       t.printer_ip, v.error_code,
+SELECT t.id, t.created_at + v.after, v.old_status, v.new_status, v.action,
+       CASE WHEN v.k = 0 THEN 'pos' ELSE 'printer_service' END,
+       CASE WHEN v.k > 0 THEN t.printer_ip END, v.error_code,
        CASE WHEN v.action = 'print_success' THEN 80 + (t.id * 7919) %% 400 END,
-       '{}'::jsonb
+       CASE WHEN v.k = 0
+            THEN jsonb_build_object('items_count', 0, 'bill_id', t.bill_id,
+                                    'station', t.printer_target, 'ticket_type', t.ticket_type)
+            ELSE '{}'::jsonb END
 FROM kitchen_kitchenticket t
 CROSS JOIN LATERAL (VALUES
+    (0, interval '0', NULL, 'new', 'created', NULL),
     (1, interval '50 ms', 'new', 'printing', 'print_start', NULL),
     (2, interval '2 seconds', 'printing', 'failed', 'print_failed', 'connect_timeout'),
     (3, interval '2010 ms', 'failed', 'new', 'retry', 'connect_timeout'),
@@ -166,10 +175,10 @@ CROSS JOIN LATERAL (VALUES
 ) v(k, after, old_status, new_status, action, error_code)
 WHERE t.id BETWEEN %(first)s::int AND %(last)s::int
   AND CASE t.status
-          WHEN 'printed' THEN t.id %% 3 <> 0 OR v.k IN (4, 5)
-          WHEN 'failed' THEN v.k IN (1, 2)
-          WHEN 'printing' THEN v.k = 1
-          ELSE false
+          WHEN 'printed' THEN t.id %% 3 <> 0 OR v.k IN (0, 4, 5)
+          WHEN 'failed' THEN v.k IN (0, 1, 2)
+          WHEN 'printing' THEN v.k IN (0, 1)
+          ELSE v.k = 0
       END;
 """
 
@@ -222,6 +231,7 @@ def load(conn: psycopg.Connection[Any], sizes: Sizes) -> None:
     }
     for statement in LOAD_REFERENCE:
         conn.execute(statement, params)
+    conn.execute("SET session_replication_role = replica")
     chunk = 100_000
     started = time.monotonic()
     for first in range(1, sizes.tickets + 1, chunk):
@@ -235,6 +245,7 @@ def load(conn: psycopg.Connection[Any], sizes: Sizes) -> None:
     )
     conn.execute(PRINTER_COUNTERS, params)
     conn.execute(LOAD_HEALTH, params)
+    conn.execute("RESET session_replication_role")
     conn.execute(HEARTBEAT)
     _progress("vacuum analyze")
     conn.execute("VACUUM ANALYZE")
