@@ -1,11 +1,11 @@
 """The admin commands: `kprintd tickets`, `reprint`, `reset`, `mark-printed` and `mark-failed`.
 
 For the person at the store server without psql. Owns listing tickets (recent ones from
-kitchen_ticket_list(), sql/0032; failed and stuck ones from the views kitchen_failed_tickets and
+kitchen_ticket_list(); failed and stuck ones from the views kitchen_failed_tickets and
 kitchen_stuck_tickets; the tickets of one bill, found through kitchen_bill_status) and the four
-admin actions, which are the SQL functions of sql/0007 called once each, in their own transaction,
-with the actor the person gives. The database decides what is allowed; this module only says it
-in one line.
+admin actions, SQL functions called once each, in their own transaction, with the actor the
+person gives (all in sql/schema/44_admin.sql and 50_views.sql). The database decides what is
+allowed; this module only says it in one line.
 
 Exit codes: 0 done; 1 refused (unknown ticket or bill, an impossible transition, a bad actor,
 reason or item list, a ticket locked by someone else) or interrupted; 2 the database cannot be
@@ -60,8 +60,8 @@ _NOT_MIGRATED: tuple[type[psycopg.Error], ...] = (
     errors.UndefinedTable,
     errors.UndefinedColumn,
 )
-# Hints of sql/0007 speak SQL; the person at the prompt has commands. A hint that changes wording
-# is shown as the database gives it.
+# Hints of the admin functions speak SQL; the person at the prompt has commands. A hint that
+# changes wording is shown as the database gives it.
 _HINT_WORDS = {
     "kitchen_reprint()": "kprintd reprint",
     "kitchen_reset_ticket()": "kprintd reset",

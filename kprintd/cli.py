@@ -46,7 +46,11 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
         if args.status:
             state = migrate.status(settings.database_url, directory)
             for migration, applied_at in state.applied:
-                print(f"applied  {migration.filename}  {applied_at}")
+                by_hand = "  (by hand: its checksum is recorded at the next migrate)"
+                print(
+                    f"applied  {migration.filename}  {applied_at}"
+                    + (by_hand if migration in state.by_hand else "")
+                )
             for migration in state.pending:
                 print(f"pending  {migration.filename}")
             return EXIT_OK
@@ -261,14 +265,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    migrate_parser = commands.add_parser("migrate", help="apply the SQL migrations in sql/")
+    migrate_parser = commands.add_parser(
+        "migrate", help="apply the SQL migrations (sql/migrations)"
+    )
     migrate_parser.add_argument("--status", action="store_true", help="list applied and pending")
     migrate_parser.add_argument(
         "--plan",
         action="store_true",
         help="show what migrate would do (tables adopted, columns added) and change nothing",
     )
-    migrate_parser.add_argument("--dir", help="migrations directory (default: the bundled sql/)")
+    migrate_parser.add_argument("--dir", help="migrations directory (default: the bundled ones)")
     migrate_parser.set_defaults(handler=_cmd_migrate)
 
     run_parser = commands.add_parser("run", help="run the printer daemon (what systemd starts)")

@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     health_interval_s: float = Field(default=60.0, gt=0, le=86400)
     health_retention_days: int = Field(default=30, ge=1, le=3650)
     # Final tickets, their items and log rows older than this are purged daily (kitchen_purge,
-    # sql/0027); unset: kept for ever. 7 is kitchen_purge's own floor.
+    # sql/schema/44_admin.sql); unset: kept for ever. 7 is kitchen_purge's own floor.
     ticket_retention_days: int | None = Field(default=None, ge=7, le=3650)
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"

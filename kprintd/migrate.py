@@ -1,17 +1,19 @@
-"""Schema migrations: applies the numbered plain-SQL files of sql/ in order, exactly once each.
+"""Schema migrations: applies the numbered plain-SQL files of sql/migrations in order, once each.
 
-Owns the bookkeeping table kprintd_schema_migrations (version, checksum), the advisory lock that
-keeps two concurrent `kprintd migrate` runs from applying a file twice, and the refusal to go on
-when an applied file was edited. The SQL files themselves stay plain: a DBA can read them and
-apply them with psql.
+Owns the advisory lock that keeps two concurrent `kprintd migrate` runs from applying a file twice,
+the checksums in kprintd_schema_migrations, and the refusal to go on when an applied file was
+edited. The SQL files themselves stay plain: a DBA can read them and apply them with psql. Each
+file records its own version in kprintd_schema_migrations (sql/schema/20_tables.sql), so a
+database migrated with psql is one `kprintd run` accepts; kprintd migrate adds the file's checksum.
+The files ship inside the package (kprintd.sql, mapped from the checkout's sql/ in pyproject.toml).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import sys
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import psycopg
@@ -21,15 +23,7 @@ MIGRATION_FILE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 # Any constant works; it only has to be the same for every kprintd migrate process.
 MIGRATE_LOCK_KEY = 0x6B70726E74_64  # "kprnt" "d"
 
-BOOKKEEPING_DDL = """
-CREATE TABLE IF NOT EXISTS kprintd_schema_migrations (
-    version     VARCHAR(4) PRIMARY KEY,
-    filename    TEXT NOT NULL,
-    checksum    CHAR(64) NOT NULL,
-    applied_at  TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT NOW(),
-    applied_by  TEXT NOT NULL DEFAULT session_user
-)
-"""
+BOOKKEEPING_TABLE = "public.kprintd_schema_migrations"
 
 
 class MigrationError(Exception):
@@ -54,14 +48,19 @@ class Migration:
 class MigrationState:
     applied: list[tuple[Migration, str]]  # (migration, applied_at as text)
     pending: list[Migration]
+    by_hand: list[Migration]  # applied without kprintd migrate: no checksum recorded yet
+
+
+def sql_files(subdirectory: str) -> Path:
+    """A directory of the SQL shipped with kprintd: "migrations" or "schema"."""
+    directory = resources.files("kprintd.sql").joinpath(subdirectory)
+    if not isinstance(directory, Path):
+        raise MigrationError(f"kprintd's SQL files are not in a directory ({directory})")
+    return directory
 
 
 def default_migrations_dir() -> Path:
-    """sql/ of a source checkout, else the copy installed under <prefix>/share/kprintd/sql."""
-    checkout = Path(__file__).resolve().parent.parent / "sql"
-    if checkout.is_dir():
-        return checkout
-    return Path(sys.prefix) / "share" / "kprintd" / "sql"
+    return sql_files("migrations")
 
 
 def discover(directory: Path) -> list[Migration]:
@@ -84,12 +83,15 @@ def discover(directory: Path) -> list[Migration]:
 def _plan(
     conn: psycopg.Connection[tuple[object, ...]], migrations: list[Migration]
 ) -> MigrationState:
-    rows = conn.execute(
-        "SELECT version, filename, checksum, applied_at::text FROM kprintd_schema_migrations"
-        " ORDER BY version"
-    ).fetchall()
+    rows: list[tuple[object, ...]] = []
+    if conn.execute("SELECT to_regclass(%s)", (BOOKKEEPING_TABLE,)).fetchone() != (None,):
+        rows = conn.execute(
+            "SELECT version, filename, checksum, applied_at::text FROM kprintd_schema_migrations"
+            " ORDER BY version"
+        ).fetchall()
     on_disk = {m.version: m for m in migrations}
     applied: list[tuple[Migration, str]] = []
+    by_hand: list[Migration] = []
     for version, filename, checksum, applied_at in rows:
         migration = on_disk.get(str(version))
         if migration is None:
@@ -97,7 +99,15 @@ def _plan(
                 f"the database has migration {version} ({filename}) that these files do not: "
                 "this kprintd is older than the schema; upgrade kprintd"
             )
-        if migration.checksum != checksum:
+        if migration.filename != filename:
+            raise MigrationError(
+                f"the database has migration {version} as {filename}, these files have "
+                f"{migration.filename}: the database was migrated with other files; "
+                "migrate a new database"
+            )
+        if checksum is None:
+            by_hand.append(migration)
+        elif migration.checksum != checksum:
             raise MigrationError(
                 f"{migration.filename} was edited after it was applied (checksum "
                 f"{str(checksum)[:12]} in the database, {migration.checksum[:12]} on disk); "
@@ -111,19 +121,13 @@ def _plan(
             f"{pending[0].filename} is older than the newest applied migration "
             f"{applied[-1][0].filename}; renumber it after the applied ones"
         )
-    return MigrationState(applied, pending)
-
-
-def _ensure_bookkeeping(conn: psycopg.Connection[tuple[object, ...]]) -> None:
-    with conn.transaction():
-        conn.execute(BOOKKEEPING_DDL)
+    return MigrationState(applied, pending, by_hand)
 
 
 def status(conninfo: str, directory: Path | None = None) -> MigrationState:
     migrations = discover(directory or default_migrations_dir())
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(sql.SQL("SELECT pg_advisory_lock({})").format(MIGRATE_LOCK_KEY))
-        _ensure_bookkeeping(conn)
         return _plan(conn, migrations)
 
 
@@ -140,7 +144,6 @@ def plan(conninfo: str, directory: Path | None = None) -> list[tuple[Migration, 
         conn.execute(sql.SQL("SELECT pg_advisory_lock({})").format(MIGRATE_LOCK_KEY))
         conn.add_notice_handler(lambda notice: said.append(notice.message_primary or ""))
         with conn.transaction(force_rollback=True):
-            conn.execute(BOOKKEEPING_DDL)
             said.clear()
             for migration in _plan(conn, migrations).pending:
                 try:
@@ -172,9 +175,12 @@ def migrate(conninfo: str, directory: Path | None = None) -> list[Migration]:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         # Session-level lock: a second `kprintd migrate` waits here, then finds nothing pending.
         conn.execute(sql.SQL("SELECT pg_advisory_lock({})").format(MIGRATE_LOCK_KEY))
-        _ensure_bookkeeping(conn)
-        pending = _plan(conn, migrations).pending
+        state = _plan(conn, migrations)
+        pending = state.pending
         with conn.transaction():
+            # A file applied by hand is taken as it is on disk now; from here on it is checked.
+            for migration in state.by_hand:
+                _record_checksum(conn, migration)
             for migration in pending:
                 try:
                     with conn.transaction():
@@ -184,9 +190,22 @@ def migrate(conninfo: str, directory: Path | None = None) -> list[Migration]:
                         f"{migration.filename} failed and was rolled back, with every file "
                         f"pending before it: {_one_line(exc)}"
                     ) from exc
-                conn.execute(
-                    "INSERT INTO kprintd_schema_migrations (version, filename, checksum)"
-                    " VALUES (%s, %s, %s)",
-                    (migration.version, migration.filename, migration.checksum),
-                )
+                _record_checksum(conn, migration)
     return pending
+
+
+def _record_checksum(conn: psycopg.Connection[tuple[object, ...]], migration: Migration) -> None:
+    """Adds the file's checksum to the row the file wrote about itself."""
+    recorded = None
+    if conn.execute("SELECT to_regclass(%s)", (BOOKKEEPING_TABLE,)).fetchone() != (None,):
+        recorded = conn.execute(
+            "UPDATE kprintd_schema_migrations SET checksum = %s"
+            " WHERE version = %s AND filename = %s RETURNING version",
+            (migration.checksum, migration.version, migration.filename),
+        ).fetchone()
+    if recorded is None:
+        raise MigrationError(
+            f"{migration.filename} does not record itself: end it with INSERT INTO "
+            f"public.kprintd_schema_migrations (version, filename) VALUES "
+            f"('{migration.version}', '{migration.filename}'); nothing was applied"
+        )

@@ -1,7 +1,7 @@
 """`kprintd status` and `kprintd alerts`: what the person at the store server and scripts see.
 
-Owns both commands. `status` reads kitchen_status_report() (sql/0029_alerts_heartbeat_stations.sql;
-it also decides what needs attention) and
+Owns both commands. `status` reads kitchen_status_report() (sql/schema/55_reports.sql; it
+also decides what needs attention) and
 shows it as one screen, or as JSON with --json; its exit code is for cron and Nagios-style checks:
 0 all well, 1 something needs attention, 2 the database cannot be read (or the configuration is
 wrong, which the command line reports). `alerts` prints each alert as it comes, as a line for
@@ -58,7 +58,7 @@ CANNOT_PRINT = frozenset({"offline", "cover_open", "paper_out", "error"})
 # the screen, recolour, rewrite the line) of whoever reads the status, nor hide what it says: C0,
 # DEL and C1 controls, format characters (zero-width, bidirectional overrides, ...), surrogates,
 # line and paragraph separators and spaces other than the plain one are shown escaped: the
-# characters kitchen_valid_station() (sql/0029) refuses in station codes.
+# characters kitchen_valid_station() (sql/schema/41_tickets.sql) refuses in station codes.
 _HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp", "Zs"})
 _HIDDEN_EXTRA = frozenset("\u034f\u115f\u1160\u3164\uffa0")  # grapheme joiner, Hangul fillers
 

@@ -1,7 +1,7 @@
 """Ticket retention inside `kprintd run`: the nightly kitchen_purge.
 
 Owns the daemon's retention task. When KPRINTD_TICKET_RETENTION_DAYS is set, it calls
-kitchen_purge (sql/0027_ticket_retention.sql) shortly after the daemon starts and every 24 hours
+kitchen_purge (sql/schema/44_admin.sql) shortly after the daemon starts and every 24 hours
 after, and logs what each purge removed and kept. The database does the work, in one transaction,
 and keeps the permanent record (kitchen_purgelog); this module only decides when. Unset, the task
 does nothing and tickets are kept for ever.

@@ -85,7 +85,8 @@ def template_database(postgres_server: PostgresServer) -> str:
 
 
 def _create_logins(postgres_server: PostgresServer) -> None:
-    """One login per duty (sql/0033_roles.sql), as a store gives its daemon, POS and staff."""
+    """One login per duty (sql/schema/60_roles_and_grants.sql), as a store gives its daemon, POS
+    and staff."""
     with psycopg.connect(postgres_server.admin_conninfo, autocommit=True) as admin:
         for duty, login in LOGINS.items():
             if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (login,)).fetchone():
@@ -99,7 +100,7 @@ def _create_logins(postgres_server: PostgresServer) -> None:
 
 @pytest.fixture
 def database_url(postgres_server: PostgresServer, template_database: str) -> Iterator[str]:
-    """A fresh database with every migration applied, dropped after the test."""
+    """A fresh database with every migration of sql/migrations applied, dropped after the test."""
     name = f"kprintd_test_{os.getpid()}_{next(_database_numbers)}"
     copy_database(postgres_server.admin_conninfo, name, template_database)
     try:

@@ -98,7 +98,8 @@ class RunningDaemon:
         return self.exit_code
 
 
-# Logins the test run creates (tests/conftest.py), one per duty of sql/0033_roles.sql.
+# Logins the test run creates (tests/conftest.py), one per duty of
+# sql/schema/60_roles_and_grants.sql.
 LOGINS = {
     "kprintd_daemon": "kprintd_test_daemon",
     "kprintd_pos": "kprintd_test_pos",
@@ -256,8 +257,9 @@ class Restaurant:
     def send(self, *stations: str, max_retries: int | None = None) -> list[int]:
         """A bill with one item per station, sent to the kitchen; returns the ticket ids."""
         self._bills += 1
-        # As the POS: its own login, in the kprintd_pos role (sql/0033_roles.sql). A test that
-        # also changes the tickets' max_retries before they commit acts as their owner instead.
+        # As the POS: its own login, in the kprintd_pos role (sql/schema/60_roles_and_grants.sql).
+        # A test that also changes the tickets' max_retries before they commit acts as their owner
+        # instead.
         login = as_login(self.url, "kprintd_pos") if max_retries is None else self.url
         with psycopg.connect(login) as conn:
             bill_id = conn.execute(

@@ -547,7 +547,8 @@ def test_a_login_without_rights_gets_permission_denied_exit_2(
 
 
 def test_a_manager_login_lists_and_acts(database_url: str, restaurant: Restaurant) -> None:
-    # The test run's kprintd_manager login (sql/0033_roles.sql): EXECUTE is all it has.
+    # The test run's kprintd_manager login (sql/schema/60_roles_and_grants.sql): EXECUTE is all
+    # it has.
     url = as_login(database_url, "kprintd_manager")
     first, second = send(restaurant, "kitchen", "bar")
     failed(database_url, first)

@@ -14,11 +14,21 @@ import pytest
 
 from kprintd import migrate
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql" / "migrations"
+
+
+def recorded(version: str, name: str, sql_text: str) -> str:
+    """A migration file as they all end: recording itself."""
+    return (
+        f"{sql_text}\nINSERT INTO public.kprintd_schema_migrations (version, filename)"
+        f" VALUES ('{version}', '{version}_{name}.sql');\n"
+    )
 
 
 def applied_versions(url: str) -> list[str]:
     with psycopg.connect(url) as conn:
+        if conn.execute("SELECT to_regclass('kprintd_schema_migrations')").fetchone() == (None,):
+            return []
         return [
             row[0]
             for row in conn.execute("SELECT version FROM kprintd_schema_migrations ORDER BY 1")
@@ -56,7 +66,9 @@ def test_edited_applied_file_is_refused_and_nothing_is_applied(
     before = applied_versions(empty_database_url)
     first = sorted(sql_copy.glob("*.sql"))[0]
     first.write_text(first.read_text() + "\n-- an innocent-looking edit\n")
-    (sql_copy / "9999_later.sql").write_text("CREATE TABLE later_table (id int);")
+    (sql_copy / "9999_later.sql").write_text(
+        recorded("9999", "later", "CREATE TABLE later_table (id int);")
+    )
     with pytest.raises(migrate.MigrationError, match="was edited after it was applied"):
         migrate.migrate(empty_database_url, sql_copy)
     assert applied_versions(empty_database_url) == before
@@ -77,7 +89,7 @@ def test_failed_file_is_rolled_back_and_reported(empty_database_url: str, sql_co
 
 
 def test_database_newer_than_files_is_refused(empty_database_url: str, sql_copy: Path) -> None:
-    (sql_copy / "9997_newer.sql").write_text("SELECT 1;")
+    (sql_copy / "9997_newer.sql").write_text(recorded("9997", "newer", "SELECT 1;"))
     migrate.migrate(empty_database_url, sql_copy)
     with pytest.raises(migrate.MigrationError, match="older than the schema"):
         migrate.migrate(empty_database_url)
@@ -129,7 +141,7 @@ def test_cli_migrate_then_status(empty_database_url: str) -> None:
     env = {"KPRINTD_DATABASE_URL": empty_database_url}
     first = run_cli("migrate", env=env)
     assert first.returncode == 0, first.stderr
-    assert "applied  0001_pos_reference_tables.sql" in first.stdout
+    assert "applied  0001_baseline.sql" in first.stdout
     second = run_cli("migrate", env=env)
     assert second.returncode == 0
     assert "schema is up to date" in second.stdout
@@ -142,7 +154,9 @@ def test_cli_migrate_then_status(empty_database_url: str) -> None:
 def test_cli_refuses_edited_file_with_nonzero_exit(empty_database_url: str, sql_copy: Path) -> None:
     env = {"KPRINTD_DATABASE_URL": empty_database_url}
     assert run_cli("migrate", "--dir", str(sql_copy), env=env).returncode == 0
-    target = sorted(sql_copy.glob("*.sql"))[1]
+    target = sql_copy / "9996_later.sql"
+    target.write_text(recorded("9996", "later", "CREATE TABLE later_table (id int);"))
+    assert run_cli("migrate", "--dir", str(sql_copy), env=env).returncode == 0
     target.write_text(target.read_text().replace("CREATE", "create", 1))
     result = run_cli("migrate", "--dir", str(sql_copy), env=env)
     assert result.returncode == 1
@@ -210,3 +224,50 @@ def test_a_dba_can_apply_every_file_with_psql(empty_database_url: str) -> None:
     with psycopg.connect(empty_database_url) as conn:
         row = conn.execute("SELECT to_regprocedure('kitchen_create_tickets(bigint,bigint[],text)')")
         assert row.fetchone() != (None,)
+    # Each file recorded itself: the daemon's check passes, and kprintd migrate finds nothing to do
+    # but takes each file's checksum, from then on refusing a file edited after it was applied.
+    state = migrate.status(empty_database_url)
+    assert state.pending == []
+    assert [m.filename for m in state.by_hand] == sorted(p.name for p in SQL_DIR.glob("*.sql"))
+    assert migrate.migrate(empty_database_url) == []
+    assert migrate.status(empty_database_url).by_hand == []
+    with psycopg.connect(empty_database_url) as conn:
+        checksums = conn.execute("SELECT checksum FROM kprintd_schema_migrations").fetchall()
+    assert checksums and all(row[0] is not None for row in checksums)
+
+
+def test_a_file_that_does_not_record_itself_is_refused(
+    empty_database_url: str, sql_copy: Path
+) -> None:
+    (sql_copy / "9995_silent.sql").write_text("CREATE TABLE silent_table (id int);")
+    with pytest.raises(migrate.MigrationError, match=r"9995_silent\.sql does not record itself"):
+        migrate.migrate(empty_database_url, sql_copy)
+    assert applied_versions(empty_database_url) == []
+
+
+def test_a_database_migrated_with_other_files_is_refused(
+    empty_database_url: str, sql_copy: Path
+) -> None:
+    migrate.migrate(empty_database_url, sql_copy)
+    with psycopg.connect(empty_database_url) as conn:
+        conn.execute(
+            "UPDATE kprintd_schema_migrations SET filename = '0001_pos_reference_tables.sql'"
+            " WHERE version = '0001'"
+        )
+    with pytest.raises(migrate.MigrationError, match="migrated with other files"):
+        migrate.migrate(empty_database_url, sql_copy)
+
+
+def test_every_migration_file_records_itself() -> None:
+    for path in sorted(SQL_DIR.glob("*.sql")):
+        version, _, _ = path.name.partition("_")
+        expected = (
+            "INSERT INTO public.kprintd_schema_migrations (version, filename)"
+            f" VALUES ('{version}', '{path.name}');"
+        )
+        assert path.read_text().rstrip().endswith(expected), path.name
+
+
+def test_the_sql_ships_inside_the_package() -> None:
+    assert migrate.default_migrations_dir().samefile(SQL_DIR)
+    assert sorted(p.name for p in migrate.sql_files("schema").glob("*.sql"))

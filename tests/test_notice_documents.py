@@ -1,4 +1,5 @@
-"""A notification only wakes the daemon; the paper shows what the database holds (sql/0030).
+"""A notification only wakes the daemon (kitchen_ticket_notice); the paper shows what the database
+holds.
 
 Any login can LISTEN on kitchen_ticket_new and NOTIFY on it, with no grant at all. These pin the
 contract that makes that harmless, with a real outsider (a role created LOGIN with no grants):

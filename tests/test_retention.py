@@ -1,7 +1,7 @@
 """Ticket retention: kitchen_purge() removes old final tickets with their items and log rows, in one
 transaction, and keeps a permanent record of every purge in kitchen_purgelog; the ticket log still
 refuses every other DELETE, naming kitchen_purge; the daemon runs it daily when
-KPRINTD_TICKET_RETENTION_DAYS is set (sql/0027_ticket_retention.sql, kprintd/retention.py)."""
+KPRINTD_TICKET_RETENTION_DAYS is set (sql/schema/44_admin.sql, kprintd/retention.py)."""
 
 from __future__ import annotations
 

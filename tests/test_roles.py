@@ -1,5 +1,5 @@
-"""The roles of sql/0033_roles.sql, tried by the roles themselves: each duty can do its work and
-nothing more, and the attacks of issue #14 on the audit trail fail.
+"""The roles of sql/schema/60_roles_and_grants.sql, tried by the roles themselves: each duty can
+do its work and nothing more, and the attacks of issue #14 on the audit trail fail.
 
 Every connection here logs in as a test login that is a member of one kprintd_* group role
 (tests/conftest.py creates them), never as the superuser the migrations ran as.

@@ -647,7 +647,7 @@ def test_each_new_ticket_notifies_its_payload_at_commit(
 
     assert len(created) == 3
     for ticket, payload in zip(created, payloads, strict=True):
-        # sql/0030: where the ticket goes and when, nothing of what it says.
+        # kitchen_ticket_notice: where the ticket goes and when, nothing of what it says.
         assert payload == {
             "ticket_id": ticket["id"],
             "station": ticket["printer_target"],

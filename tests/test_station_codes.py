@@ -2,7 +2,7 @@
 invisible one ('bar' + a zero-width space looks like 'bar' and is another station) is refused
 wherever a station code enters (printers, templates, tickets, and so kitchen_create_tickets()),
 with SQLSTATE 22023 and a message naming what was refused, the code escaped, and the rule.
-Rows written before sql/0029 keep working; text shown on a terminal is escaped."""
+Rows written before codes were judged keep working; text shown on a terminal is escaped."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def count(conn: Conn, table: str) -> int:
 
 
 def legacy(conn: Conn, table: str, trigger: str, statement: str, params: Any) -> Any:
-    """A row written before sql/0029, when nothing judged station codes."""
+    """A row written when nothing judged station codes."""
     conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER {trigger}")
     try:
         return conn.execute(statement, params).fetchone()

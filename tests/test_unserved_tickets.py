@@ -1,6 +1,6 @@
-"""Tickets nothing will print (sql/0028): found whatever the asker's scope, shown by `kprintd
-status` with exit 1, and announced once per route by a daemon, itself out of their scope, within a
-minute of their creation."""
+"""Tickets nothing will print (sql/schema/55_reports.sql): found whatever the asker's scope, shown
+by `kprintd status` with exit 1, and announced once per route by a daemon, itself out of their
+scope, within a minute of their creation."""
 
 from __future__ import annotations
 

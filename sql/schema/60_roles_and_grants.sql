@@ -1,4 +1,5 @@
--- 0033 Roles: who may do what to the kitchen's tables, and who owns them.
+-- Roles: who may do what to the kitchen's tables, and who owns them; the grants by duty; the
+-- search_path every function resolves names with.
 --
 -- Five NOLOGIN group roles, one per duty. A login gets a duty with one GRANT, e.g.
 --   CREATE ROLE kprintd LOGIN PASSWORD '...' IN ROLE kprintd_daemon;   -- the daemon's login
@@ -15,13 +16,13 @@
 --
 -- The audit settings kprintd.action / kprintd.actor describe a status change only for the daemon
 -- and managers (through the admin functions); anyone else's change is logged as manual_update by
--- who they are (sql/0025, kitchen_ticket_audit). docs/security.md says what each role can and
+-- who they are (kitchen_ticket_audit, in 30_triggers.sql). docs/security.md says what each role can and
 -- cannot do, and what an owner or superuser still can.
 --
 -- Creating roles needs CREATEROLE (or a superuser): migrate as such a login, or have a DBA create
 -- the five roles first; the statements below then only grant.
 --
--- Apply with kprintd migrate, or by hand: psql -v ON_ERROR_STOP=1 --single-transaction -f <file>
+
 
 -- 1. The roles (cluster-wide: a second database on the server finds them there) --------------------
 DO $roles$
@@ -118,47 +119,33 @@ $path$;
 -- Functions are executable by PUBLIC unless revoked: the ones that change the kitchen are revoked
 -- and granted by duty below. Functions that only read (reports, routing, documents) stay public:
 -- they run with the caller's rights, so what they show is bounded by the caller's SELECT grants.
-DO $revoke$
-DECLARE
-    v_function regprocedure;
-BEGIN
-    FOR v_function IN
-        SELECT p.oid::regprocedure FROM pg_proc p
-         WHERE p.pronamespace = 'kprintd'::regnamespace
-           AND p.proname IN (
-               'kitchen_create_tickets', 'kitchen_reprint', 'kitchen_reset_ticket',
-               'kitchen_mark_printed', 'kitchen_mark_failed', 'kitchen_purge',
-               'kitchen_claim_print_jobs', 'kitchen_finish_print_jobs', 'kitchen_reclaim_expired_leases',
-               'kitchen_record_health_checks', 'kitchen_prune_health_checks', 'kitchen_daemon_beat',
-               'kitchen_daemon_stopped', 'kitchen_raise_alert', 'kitchen_install_required_fillers',
-               'kitchen_log_created', 'kitchen_admin_lock_ticket', 'kitchen_admin_check_args')
-    LOOP
-        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', v_function);
-    END LOOP;
-END
-$revoke$;
+REVOKE EXECUTE ON FUNCTION kprintd.kitchen_create_tickets(bigint, bigint[], text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kprintd.kitchen_reprint(bigint, text, bigint[]) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kprintd.kitchen_reset_ticket(bigint, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kprintd.kitchen_mark_printed(bigint, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kprintd.kitchen_mark_failed(bigint, text, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kprintd.kitchen_purge(interval, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kprintd.kitchen_ticket_list(integer, bigint[], uuid[], uuid) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kprintd.kitchen_claim_print_jobs(text, double precision, uuid, uuid, text, integer) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kprintd.kitchen_finish_print_jobs(text, jsonb, jsonb) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kprintd.kitchen_reclaim_expired_leases(uuid[], uuid) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kprintd.kitchen_record_health_checks(jsonb) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kprintd.kitchen_prune_health_checks(integer, integer) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kprintd.kitchen_daemon_beat(text, text, integer, text, uuid, uuid[], double precision, timestamptz, bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kprintd.kitchen_daemon_beat(text, text, integer, text, uuid, uuid[], double precision, timestamptz, bigint, boolean, timestamptz) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kprintd.kitchen_daemon_stopped(text, bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kprintd.kitchen_raise_alert(text, text, text, jsonb) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kprintd.kitchen_install_required_fillers() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kprintd.kitchen_log_created(public.kitchen_kitchenticket, text, jsonb, timestamptz) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kprintd.kitchen_admin_lock_ticket(text, bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kprintd.kitchen_admin_check_args(text, bigint, text) FROM PUBLIC;
 
--- 4. The admin actions run with the owner's rights: a manager needs EXECUTE, no table rights ----------
-ALTER FUNCTION kprintd.kitchen_reprint(bigint, text, bigint[])
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION kprintd.kitchen_reset_ticket(bigint, text)
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION kprintd.kitchen_mark_printed(bigint, text)
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION kprintd.kitchen_mark_failed(bigint, text, text)
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
--- Moves a waiting ticket's due time or puts a late item on an addition: needs UPDATE and INSERT on
--- tickets that a writer of lines (the POS) does not have.
-ALTER FUNCTION kprintd.kitchen_ticketitem_arrived()
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-
--- 5. Grants by duty ----------------------------------------------------------------------------------
+-- 4. Grants by duty ----------------------------------------------------------------------------------
 -- Any kitchen view or table may be read by the daemon and the auditor (and so the reports, which
 -- read across them); writes are listed one by one.
 DO $grants$
 DECLARE
     v_relation text;
-    v_function regprocedure;
 BEGIN
     FOR v_relation IN
         SELECT c.relname FROM pg_class c
@@ -167,44 +154,31 @@ BEGIN
     LOOP
         EXECUTE format('GRANT SELECT ON %I TO kprintd_daemon, kprintd_auditor', v_relation);
     END LOOP;
-
-    FOR v_function IN
-        SELECT p.oid::regprocedure FROM pg_proc p
-         WHERE p.pronamespace = 'kprintd'::regnamespace
-           AND p.proname IN (
-               'kitchen_claim_print_jobs', 'kitchen_finish_print_jobs', 'kitchen_reclaim_expired_leases',
-               'kitchen_record_health_checks', 'kitchen_prune_health_checks', 'kitchen_daemon_beat',
-               'kitchen_daemon_stopped', 'kitchen_raise_alert', 'kitchen_purge')
-    LOOP
-        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO kprintd_daemon', v_function);
-    END LOOP;
-
-    FOR v_function IN
-        SELECT p.oid::regprocedure FROM pg_proc p
-         WHERE p.pronamespace = 'kprintd'::regnamespace
-           AND p.proname IN ('kitchen_reprint', 'kitchen_reset_ticket', 'kitchen_mark_printed',
-                             'kitchen_mark_failed', 'kitchen_purge')
-    LOOP
-        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO kprintd_manager', v_function);
-    END LOOP;
-
-    -- The ticket listing of `kprintd tickets` (SECURITY DEFINER, sql/0032).
-    FOR v_function IN
-        SELECT p.oid::regprocedure FROM pg_proc p
-         WHERE p.pronamespace = 'kprintd'::regnamespace AND p.proname = 'kitchen_ticket_list'
-    LOOP
-        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO kprintd_manager, kprintd_auditor',
-                       v_function);
-    END LOOP;
-
-    FOR v_function IN
-        SELECT p.oid::regprocedure FROM pg_proc p
-         WHERE p.pronamespace = 'kprintd'::regnamespace AND p.proname = 'kitchen_create_tickets'
-    LOOP
-        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO kprintd_pos', v_function);
-    END LOOP;
 END
 $grants$;
+
+-- The daemon's calls: claims and outcomes, health checks, heartbeat, alerts, retention.
+GRANT EXECUTE ON FUNCTION kprintd.kitchen_claim_print_jobs(text, double precision, uuid, uuid, text, integer) TO kprintd_daemon;
+GRANT EXECUTE ON FUNCTION kprintd.kitchen_finish_print_jobs(text, jsonb, jsonb) TO kprintd_daemon;
+GRANT EXECUTE ON FUNCTION kprintd.kitchen_reclaim_expired_leases(uuid[], uuid) TO kprintd_daemon;
+GRANT EXECUTE ON FUNCTION kprintd.kitchen_record_health_checks(jsonb) TO kprintd_daemon;
+GRANT EXECUTE ON FUNCTION kprintd.kitchen_prune_health_checks(integer, integer) TO kprintd_daemon;
+GRANT EXECUTE ON FUNCTION kprintd.kitchen_daemon_beat(text, text, integer, text, uuid, uuid[], double precision, timestamptz, bigint) TO kprintd_daemon;
+GRANT EXECUTE ON FUNCTION kprintd.kitchen_daemon_beat(text, text, integer, text, uuid, uuid[], double precision, timestamptz, bigint, boolean, timestamptz) TO kprintd_daemon;
+GRANT EXECUTE ON FUNCTION kprintd.kitchen_daemon_stopped(text, bigint) TO kprintd_daemon;
+GRANT EXECUTE ON FUNCTION kprintd.kitchen_raise_alert(text, text, text, jsonb) TO kprintd_daemon;
+GRANT EXECUTE ON FUNCTION kprintd.kitchen_purge(interval, text) TO kprintd_daemon;
+-- The admin actions run with the owner's rights (SECURITY DEFINER): a manager needs EXECUTE, no
+-- table rights.
+GRANT EXECUTE ON FUNCTION kprintd.kitchen_reprint(bigint, text, bigint[]) TO kprintd_manager;
+GRANT EXECUTE ON FUNCTION kprintd.kitchen_reset_ticket(bigint, text) TO kprintd_manager;
+GRANT EXECUTE ON FUNCTION kprintd.kitchen_mark_printed(bigint, text) TO kprintd_manager;
+GRANT EXECUTE ON FUNCTION kprintd.kitchen_mark_failed(bigint, text, text) TO kprintd_manager;
+GRANT EXECUTE ON FUNCTION kprintd.kitchen_purge(interval, text) TO kprintd_manager;
+-- The ticket listing of `kprintd tickets` (SECURITY DEFINER).
+GRANT EXECUTE ON FUNCTION kprintd.kitchen_ticket_list(integer, bigint[], uuid[], uuid) TO kprintd_manager, kprintd_auditor;
+-- Send to kitchen.
+GRANT EXECUTE ON FUNCTION kprintd.kitchen_create_tickets(bigint, bigint[], text) TO kprintd_pos;
 
 -- The daemon: claims and outcomes (tickets, printer counters), health checks, heartbeat, alerts.
 GRANT UPDATE ON public.kitchen_kitchenticket, public.kitchen_stationprinter TO kprintd_daemon;
@@ -261,7 +235,7 @@ BEGIN
 END
 $sequences$;
 
--- 6. Every function resolves names the same way, whoever calls it ----------------------------------
+-- 5. Every function resolves names the same way, whoever calls it ----------------------------------
 -- Every name a function uses is qualified (kprintd.f(), public.t); its search_path holds only
 -- pg_catalog, for the built-ins, and pg_temp, last: a caller's temporary table named like a kitchen
 -- table is never found, and a function or operator in public never stands in for a built-in.

@@ -1,8 +1,8 @@
--- 0001 The POS's tables, and the seam through which kprintd reads them.
+-- The POS's tables, and the seam through which kprintd reads them.
 --
 -- kprintd lives in the POS's database and reads the POS's bills, items, products and brands. It
 -- never names a POS column anywhere else: every trigger, function and view of kprintd reads them
--- through four views made here, with fixed column names and types:
+-- through three views made here, with fixed column names and types:
 --
 --   kitchen_pos_brand     (id uuid, name text)
 --   kitchen_pos_bill      (id bigint, brand_id uuid, store_id uuid, bill_number text, bill_type text,
@@ -18,8 +18,6 @@
 -- number comes from pos_bill.table_number or, where the POS keeps tables in a table of their own,
 -- from pos_bill.table_id -> tables_table.number. A POS shaped differently gets its own view with
 -- CREATE OR REPLACE VIEW, same columns in the same order (docs/pos-integration.md shows how).
---
--- Apply with kprintd migrate, or by hand: psql -v ON_ERROR_STOP=1 --single-transaction -f <file>
 
 -- kprintd's functions live in a schema of their own, where only kprintd's owner creates anything:
 -- a POS that owns public cannot put an overload or an operator in their way. Each of them names
@@ -66,8 +64,19 @@ CREATE TABLE IF NOT EXISTS public.pos_billitem (
 
 CREATE INDEX IF NOT EXISTS idx_pos_billitem_bill ON public.pos_billitem(bill_id);
 
+-- Bills of a period (kitchen_bill_status), where the POS's bills have a creation time. The POS may
+-- have such an index already; this one is kprintd's.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_attribute
+                WHERE attrelid = 'pos_bill'::regclass AND attname = 'created_at' AND NOT attisdropped) THEN
+        CREATE INDEX IF NOT EXISTS idx_pos_bill_created_at ON public.pos_bill (created_at);
+    END IF;
+END
+$$;
+
 -- The seam ----------------------------------------------------------------------------------------
--- Built from the catalog once, at migration time: afterwards they are plain views (\d+ shows each
+-- Built from the catalog once, at install time: afterwards they are plain views (\d+ shows each
 -- one's definition), costing nothing beyond the joins they name.
 CREATE FUNCTION pg_temp.kitchen_pos_column(p_table text, p_alias text, p_column text, p_type text,
                                            p_missing text)
@@ -139,14 +148,14 @@ END
 $seam$;
 
 COMMENT ON VIEW public.kitchen_pos_bill IS
-    'The seam to the POS''s bills: kprintd reads pos_bill only through this view. Made by migration '
-    '0001 from the columns pos_bill has (table_number from pos_bill.table_number, else from '
+    'The seam to the POS''s bills: kprintd reads pos_bill only through this view. Made at install time '
+    'from the columns pos_bill has (table_number from pos_bill.table_number, else from '
     'tables_table.number through pos_bill.table_id, else NULL). Fit another POS with CREATE OR REPLACE '
     'VIEW, keeping these columns, names and types, in this order.';
 COMMENT ON VIEW public.kitchen_pos_billitem IS
     'The seam to the POS''s bill items and their products: kprintd reads pos_billitem and core_product '
     'only through this view (one row per bill item, with its product''s name and printer_target). Made '
-    'by migration 0001 from the columns present; fit another POS with CREATE OR REPLACE VIEW, keeping '
+    'at install time from the columns present; fit another POS with CREATE OR REPLACE VIEW, keeping '
     'these columns, names and types, in this order.';
 COMMENT ON VIEW public.kitchen_pos_brand IS
     'The seam to the POS''s brands (id, name), for reports. Fit another POS with CREATE OR REPLACE VIEW.';

@@ -1,32 +1,105 @@
--- 0021 Monitoring views for DBAs, managers, dashboards (Grafana) and `kprintd status`.
+-- The views: each bill item's kitchen state, and the monitoring views for DBAs, managers,
+-- dashboards (Grafana) and `kprintd status`.
 --
--- Printers: kitchen_printer_status (latest check of each printer), kitchen_printer_offline (offline
--- for more than 5 minutes), kitchen_printer_uptime_7d and kitchen_printer_failure_rate (the spec's
--- uptime and failure-rate reports). Tickets: kitchen_print_sla (print times per station and day),
--- kitchen_stuck_tickets and kitchen_failed_tickets (what needs a human), kitchen_station_queue
--- (what waits, per station), kitchen_bill_status (the spec's BillKitchenStatus, per bill).
+-- Bill items: kitchen_billitem_status (what kitchen_create_tickets() reads to know what is unsent).
+-- Printers: kitchen_printer_maintenance (planned windows), kitchen_printer_status (latest check of
+-- each printer, window in force), kitchen_printer_offline (offline for more than 5 minutes),
+-- kitchen_printer_uptime_7d and kitchen_printer_failure_rate (the spec's uptime and failure-rate
+-- reports). Tickets: kitchen_print_sla (print times per station and day), kitchen_stuck_tickets and
+-- kitchen_failed_tickets (what needs a human), kitchen_station_queue (what waits, per station),
+-- kitchen_bill_status (the spec's BillKitchenStatus, per bill). Daemons: kitchen_daemon_status.
 --
 -- Every view stays fast on a long history when filtered on its time column (day, created_at,
 -- failed_at): see bench/views.py. Station codes are shown as tickets carry them (trimmed, lowercase).
---
--- Apply with kprintd migrate, or by hand: psql -v ON_ERROR_STOP=1 --single-transaction -f <file>
 
--- Indexes ------------------------------------------------------------------------------------------
--- Failed tickets by when they failed (kitchen_failed_tickets, kprintd status): few rows, small index.
-CREATE INDEX idx_kitchenticket_failed_at
-    ON public.kitchen_kitchenticket ((coalesce(last_error_at, created_at))) WHERE status = 'failed';
--- Bills of a period (kitchen_bill_status), where the POS's bills have a creation time. The POS may
--- have such an index already; this one is kprintd's.
-DO $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_attribute
-                WHERE attrelid = 'pos_bill'::regclass AND attname = 'created_at' AND NOT attisdropped) THEN
-        CREATE INDEX IF NOT EXISTS idx_pos_bill_created_at ON public.pos_bill (created_at);
-    END IF;
-END
-$$;
+-- Bill items -------------------------------------------------------------------------------------
+CREATE VIEW public.kitchen_billitem_status AS
+SELECT
+    bi.id                          AS bill_item_id,
+    bi.bill_id,
+    bi.quantity,
+    COALESCE(bi.is_void, false)    AS is_void,
+    st.station,
+    sent.kitchen_ticket_id         AS sent_ticket_id,
+    sent.printer_target            AS sent_station,
+    sent.quantity                  AS sent_quantity,
+    vd.kitchen_ticket_id           AS void_ticket_id,
+    CASE
+        WHEN sent.kitchen_ticket_id IS NOT NULL THEN
+            CASE WHEN vd.kitchen_ticket_id IS NOT NULL THEN 'void_sent'
+                 WHEN COALESCE(bi.is_void, false) THEN 'void_pending'
+                 ELSE 'sent' END
+        WHEN COALESCE(bi.is_void, false) THEN 'voided_unsent'
+        WHEN st.station IS NULL OR bi.quantity < 1 THEN 'not_printed'
+        ELSE 'pending'
+    END                            AS kitchen_state
+FROM public.kitchen_pos_billitem bi
+CROSS JOIN LATERAL (SELECT kprintd.kitchen_item_station(bi.printer_target, bi.product_printer_target) AS station) st
+LEFT JOIN LATERAL (
+    SELECT kti.kitchen_ticket_id, kt.printer_target, kti.quantity
+      FROM public.kitchen_kitchenticketitem kti
+      JOIN public.kitchen_kitchenticket kt ON kt.id = kti.kitchen_ticket_id
+     WHERE kti.bill_item_id = bi.id AND NOT kti.is_reprint AND kti.ticket_type IN ('order', 'addition')
+     ORDER BY kti.id
+     LIMIT 1
+) sent ON true
+LEFT JOIN LATERAL (
+    SELECT kti.kitchen_ticket_id
+      FROM public.kitchen_kitchenticketitem kti
+     WHERE kti.bill_item_id = bi.id AND NOT kti.is_reprint AND kti.ticket_type = 'void'
+     ORDER BY kti.id
+     LIMIT 1
+) vd ON true;
+
+COMMENT ON VIEW public.kitchen_billitem_status IS
+    'Each bill item''s kitchen state, for POS screens and for kitchen_create_tickets(). station: where it prints '
+    '(item printer_target, else product''s, else ''kitchen''; NULL = ''none''). kitchen_state: ''pending'' (goes out with the '
+    'next send), ''sent'' (on sent_ticket_id at sent_station), ''void_pending'' (sent, now void: the next send prints a void '
+    'ticket), ''void_sent'' (void ticket void_ticket_id created), ''voided_unsent'' (voided before it was sent: never printed), '
+    '''not_printed'' (station ''none'' or quantity < 1). Filter by bill_id.';
 
 -- Printers -----------------------------------------------------------------------------------------
+CREATE VIEW public.kitchen_printer_maintenance AS
+SELECT m.id AS schedule_id,
+       m.printer_id,
+       sp.brand_id,
+       sp.store_id,
+       kprintd.kitchen_normalize_station(sp.station_code) AS station,
+       sp.printer_name,
+       kprintd.kitchen_printer_host(sp.printer_ip::text) || ':' || coalesce(sp.printer_port, 9100) AS address,
+       m.starts_at,
+       m.ends_at,
+       m.ends_at - m.starts_at AS duration,
+       CASE WHEN m.ends_at <= now() THEN 'past'
+            WHEN m.starts_at <= now() THEN 'active'
+            ELSE 'upcoming' END AS state,
+       m.reason,
+       m.created_by,
+       m.created_at,
+       -- Whether the station keeps printing during the whole window on another active printer
+       -- of the same brand (store-specific or brand-wide) that has no window overlapping it.
+       EXISTS (
+           SELECT 1
+           FROM public.kitchen_stationprinter other
+           WHERE other.id <> sp.id
+             AND other.brand_id = sp.brand_id
+             AND kprintd.kitchen_normalize_station(other.station_code)
+                 = kprintd.kitchen_normalize_station(sp.station_code)
+             AND coalesce(other.is_active, true)
+             AND (other.store_id IS NULL OR sp.store_id IS NULL OR other.store_id = sp.store_id)
+             AND NOT EXISTS (SELECT 1 FROM public.kitchen_stationprinterschedule o
+                             WHERE o.printer_id = other.id
+                               AND o.starts_at < m.ends_at AND o.ends_at > m.starts_at)
+       ) AS station_keeps_printing
+FROM public.kitchen_stationprinterschedule m
+JOIN public.kitchen_stationprinter sp ON sp.id = m.printer_id;
+
+COMMENT ON VIEW public.kitchen_printer_maintenance IS
+    'Every maintenance window with its printer and station: state (active, upcoming or past), '
+    'duration, and station_keeps_printing: true when another active printer of the station has no '
+    'window overlapping this one, false when the station''s tickets will wait for the window to '
+    'end. Filter on state <> ''past'' for the plan ahead.';
+
 CREATE VIEW public.kitchen_printer_status AS
 SELECT sp.id AS printer_id,
        sp.brand_id,
@@ -38,7 +111,9 @@ SELECT sp.id AS printer_id,
        kprintd.kitchen_printer_host(sp.printer_ip::text) || ':' || coalesce(sp.printer_port, 9100) AS address,
        coalesce(sp.priority, 1) AS priority,
        coalesce(sp.is_active, true) AS is_active,
-       kprintd.kitchen_printer_state(hc.is_online, hc.paper_status, hc.error_code) AS state,
+       -- A printer unplugged on purpose is not "offline": its last check is from before.
+       CASE WHEN mw.ends_at IS NOT NULL THEN 'maintenance'
+            ELSE kprintd.kitchen_printer_state(hc.is_online, hc.paper_status, hc.error_code) END AS state,
        hc.is_online,
        hc.paper_status,
        hc.response_time_ms,
@@ -51,8 +126,12 @@ SELECT sp.id AS printer_id,
        sp.last_error_at,
        sp.last_error_message,
        coalesce(sp.total_prints, 0) AS total_prints,
-       coalesce(sp.failed_prints, 0) AS failed_prints
+       coalesce(sp.failed_prints, 0) AS failed_prints,
+       mw.ends_at AS maintenance_until,
+       sp.answers_status
 FROM public.kitchen_stationprinter sp
+LEFT JOIN LATERAL (SELECT m.ends_at FROM kprintd.kitchen_printer_maintenance(sp.id) m
+                   WHERE m.starts_at <= now()) mw ON true
 LEFT JOIN LATERAL (
     SELECT h.is_online, h.paper_status, h.response_time_ms, h.error_code, h.error_message,
            h.cutter_ok, h.temperature_ok, h.checked_at
@@ -63,11 +142,15 @@ LEFT JOIN LATERAL (
 ) hc ON true;
 
 COMMENT ON VIEW public.kitchen_printer_status IS
-    'Every printer with its latest health check: state (kitchen_printer_state(): ok, paper_low, '
-    'paper_out, cover_open, offline, error, no_status, or unknown when never checked), online, paper, '
+    'Every printer with its latest health check: state (maintenance while in a maintenance window, '
+    'else kitchen_printer_state(): ok, paper_low, paper_out, cover_open, offline, error, no_status, '
+    'or unknown when never checked), online, paper, '
     'response time, error and when it was checked; plus its last print, last print failure '
     '(last_error_at/last_error_message) and lifetime counters total_prints (printed) and failed_prints '
-    '(attempts that failed on it, failover included).';
+    '(attempts that failed on it, failover included). maintenance_until: the end of the maintenance '
+    'window the printer is in now (NULL when none; it gets no tickets and no checks until then; the '
+    'health columns are from before it). answers_status: false for a printer checked by connecting '
+    'only (its state is then no_status or offline).';
 
 CREATE VIEW public.kitchen_printer_offline AS
 SELECT s.printer_id,
@@ -153,54 +236,6 @@ COMMENT ON VIEW public.kitchen_printer_failure_rate IS
     'e.g. ORDER BY failure_rate DESC NULLS FIRST.';
 
 -- Tickets ------------------------------------------------------------------------------------------
-CREATE FUNCTION kprintd.kitchen_print_sla_of_day(p_day date)
-RETURNS TABLE (
-    brand_id           uuid,
-    store_id           uuid,
-    station            text,
-    printed            bigint,
-    print_ms_avg       numeric,
-    print_ms_p50       numeric,
-    print_ms_p95       numeric,
-    print_ms_max       integer,
-    end_to_end_ms_avg  numeric,
-    end_to_end_ms_p50  numeric,
-    end_to_end_ms_p95  numeric,
-    end_to_end_ms_max  numeric
-)
-    LANGUAGE sql STABLE
-    -- A day is a few thousand rows read by an index range scan: compiling the plan (JIT) or
-    -- starting parallel workers would take longer than running it.
-    SET jit = off
-    SET max_parallel_workers_per_gather = 0
-    ROWS 20
-AS $$
-    SELECT t.brand_id,
-           t.store_id,
-           t.printer_target::text,
-           count(*),
-           round(avg(l.duration_ms), 1),
-           round(percentile_cont(0.5) WITHIN GROUP (ORDER BY l.duration_ms)::numeric, 1),
-           round(percentile_cont(0.95) WITHIN GROUP (ORDER BY l.duration_ms)::numeric, 1),
-           max(l.duration_ms),
-           round(avg(e.ms), 1),
-           round(percentile_cont(0.5) WITHIN GROUP (ORDER BY e.ms)::numeric, 1),
-           round(percentile_cont(0.95) WITHIN GROUP (ORDER BY e.ms)::numeric, 1),
-           round(max(e.ms), 1)
-    FROM public.kitchen_kitchenticketlog l
-    JOIN public.kitchen_kitchenticket t ON t.id = l.ticket_id
-    CROSS JOIN LATERAL (SELECT extract(epoch FROM l."timestamp" - t.created_at) * 1000 AS ms) e
-    WHERE l.action = 'print_success'
-      AND l."timestamp" >= p_day::timestamptz
-      AND l."timestamp" < (p_day + 1)::timestamptz
-    GROUP BY t.brand_id, t.store_id, t.printer_target
-$$;
-
-COMMENT ON FUNCTION kprintd.kitchen_print_sla_of_day(date) IS
-    'One day (session time zone) of kitchen_print_sla: per brand, store and station, the count, '
-    'avg, p50, p95 and max of print_success duration_ms and of the time from ticket creation to '
-    'print_success, in milliseconds.';
-
 CREATE VIEW public.kitchen_print_sla AS
 SELECT c.day,
        s.brand_id,
@@ -386,3 +421,25 @@ COMMENT ON VIEW public.kitchen_bill_status IS
     'included) are new, printing, printed and failed; all_printed = everything sent has been printed; '
     'kitchen_status = ''failed'' (a ticket failed: someone must act), ''printed'' or ''pending''. '
     'created_at is the bill''s. Filter on bill_id (one bill, for a POS screen) or created_at.';
+
+-- Daemons ------------------------------------------------------------------------------------------
+CREATE VIEW public.kitchen_daemon_status AS
+SELECT d.daemon_id, d.host, d.pid, d.version, d.store_id, d.brand_ids,
+       CASE WHEN d.stopped_at IS NOT NULL THEN 'stopped'
+            WHEN d.last_seen_at >= now() - make_interval(secs => greatest(3 * d.interval_s, 15))
+                THEN 'alive'
+            ELSE 'stale'
+       END AS state,
+       d.started_at, d.last_seen_at, now() - d.last_seen_at AS last_seen_ago, d.stopped_at,
+       d.interval_s, d.tickets_printed,
+       d.listening, d.not_listening_since,
+       CASE WHEN d.listening IS FALSE AND d.stopped_at IS NULL
+            THEN now() - d.not_listening_since END AS not_listening_for
+FROM public.kitchen_daemon_heartbeat d;
+
+COMMENT ON VIEW public.kitchen_daemon_status IS
+    'Each daemon''s heartbeat with its state: ''alive'' (seen within 3 heartbeat intervals, at least '
+    '15 s), ''stale'' (not seen since: it died, hangs, or cannot reach the database) or ''stopped'' '
+    '(stopped cleanly); listening (its LISTEN connection is up and read: new tickets print at once; '
+    'NULL = not said), not_listening_since and not_listening_for (while it is not listening and not '
+    'stopped; as of its last beat, which comes within a second of a change).';

@@ -1,56 +1,73 @@
--- 0011 The daemon's side of the queue: routing, claiming with leases, recording outcomes, alerts.
+-- The daemon's side of the queue: which printers a ticket may go to, routing, claiming with leases,
+-- the document a ticket prints, recording outcomes, and reclaiming expired leases.
 --
--- kprintd run calls only these functions, so a DBA can read here exactly what the daemon does to
--- tickets. Every status change goes through the audit trigger, described with
--- kitchen_describe_change() first. Scope arguments: p_brand_ids NULL or empty = every brand,
--- p_store_id NULL = every store.
+-- A claimed ticket is 'printing' and belongs to claimed_by until lease_expires_at; a lease that
+-- expires is reclaimed, and the ticket prints again with a RETRY banner. The daemon calls these
+-- functions as kprintd_daemon (60_roles_and_grants.sql).
 
--- Alerts ------------------------------------------------------------------------------------------
-CREATE FUNCTION kprintd.kitchen_raise_alert(
-    p_type      text,
-    p_severity  text,
-    p_message   text,
-    p_details   jsonb DEFAULT '{}'
-) RETURNS jsonb
-LANGUAGE plpgsql AS $$
-#variable_conflict use_column
-DECLARE
-    v_alert jsonb;
-BEGIN
-    IF p_severity NOT IN ('info', 'warning', 'critical') THEN
-        RAISE EXCEPTION 'alert severity must be info, warning or critical, not %', p_severity
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    v_alert := jsonb_build_object(
-        'type', p_type, 'severity', p_severity, 'message', p_message,
-        'at', to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
-    ) || coalesce(p_details, '{}');
-    -- NOTIFY payloads are limited to 8000 bytes; a manager's message never needs more.
-    PERFORM pg_notify('kitchen_alert', left(v_alert::text, 7900));
-    RETURN v_alert;
-END;
+-- Printers a ticket may go to -------------------------------------------------------------------
+-- What a health check says.
+CREATE FUNCTION kprintd.kitchen_printer_state(p_is_online boolean, p_paper_status text, p_error_code text)
+RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE
+        WHEN p_is_online IS NULL THEN 'unknown'
+        WHEN NOT p_is_online THEN 'offline'
+        WHEN p_error_code = 'cover_open' THEN 'cover_open'
+        WHEN p_paper_status = 'out' OR p_error_code = 'paper_out' THEN 'paper_out'
+        WHEN p_error_code IS NOT NULL OR p_paper_status = 'jam' THEN 'error'
+        WHEN p_paper_status = 'low' THEN 'paper_low'
+        WHEN p_paper_status = 'ok' THEN 'ok'
+        ELSE 'no_status'
+    END;
+
+COMMENT ON FUNCTION kprintd.kitchen_printer_state(boolean, text, text) IS
+    'The state of a printer as one health check (is_online, paper_status, error_code) shows it: '
+    '''offline'' (not reachable, or the printer says it is offline), ''cover_open'', ''paper_out'', '
+    '''error'' (cutter jam, printer error, garbled status), ''paper_low'' (prints; near-end sensor), '
+    '''ok'', ''no_status'' (reachable but did not answer the status request) and ''unknown'' (no check). '
+    'offline, cover_open, paper_out and error mean the printer cannot print: kprintd routes to a backup.';
+
+-- One printer's current or next maintenance window.
+CREATE FUNCTION kprintd.kitchen_printer_maintenance(p_printer_id bigint, p_at timestamptz DEFAULT now())
+RETURNS TABLE (starts_at timestamptz, ends_at timestamptz, reason text)
+LANGUAGE sql STABLE AS $$
+    SELECT m.starts_at, m.ends_at, m.reason
+    FROM public.kitchen_stationprinterschedule m
+    WHERE m.printer_id = p_printer_id
+      AND m.ends_at > p_at
+    -- The window in force (the one ending last, if several overlap), else the next to start.
+    ORDER BY m.starts_at > p_at,
+             CASE WHEN m.starts_at <= p_at THEN m.ends_at END DESC,
+             m.starts_at, m.ends_at DESC
+    LIMIT 1
 $$;
 
-COMMENT ON FUNCTION kprintd.kitchen_raise_alert(text, text, text, jsonb) IS
-    'Send one JSON alert on NOTIFY channel kitchen_alert: {type, severity, message, at, ...details}. '
-    'Delivered when the calling transaction commits.';
+COMMENT ON FUNCTION kprintd.kitchen_printer_maintenance(bigint, timestamptz) IS
+    'The printer''s maintenance window in force at p_at (default now; of overlapping ones, the one '
+    'ending last), else its next one; no row when none is planned. starts_at <= p_at means the '
+    'printer is in maintenance until ends_at.';
 
--- Routing -----------------------------------------------------------------------------------------
+-- Routing and claiming --------------------------------------------------------------------------
 CREATE FUNCTION kprintd.kitchen_route_printers(p_brand_id uuid, p_store_id uuid, p_station text)
 RETURNS TABLE (
-    printer_id      bigint,
-    printer_name    text,
-    printer_ip      text,
-    printer_port    integer,
-    priority        integer,
-    paper_width_mm  integer,
-    chars_per_line  integer,
-    header_line     text,
-    buzzer          boolean,
-    copies          integer,
-    large_item_font boolean,
-    codepage        text,
-    cut_mode        text
+    printer_id        bigint,
+    printer_name      text,
+    printer_ip        text,
+    printer_port      integer,
+    priority          integer,
+    paper_width_mm    integer,
+    chars_per_line    integer,
+    header_line       text,
+    buzzer            boolean,
+    copies            integer,
+    large_item_font   boolean,
+    codepage          text,
+    cut_mode          text,
+    time_zone         text,
+    maintenance_from  timestamptz,
+    maintenance_until timestamptz,
+    answers_status    boolean
 )
 LANGUAGE sql STABLE AS $$
     SELECT sp.id, sp.printer_name, kprintd.kitchen_printer_host(sp.printer_ip::text), coalesce(sp.printer_port, 9100),
@@ -58,7 +75,8 @@ LANGUAGE sql STABLE AS $$
            coalesce(sp.chars_per_line, 32),
            tpl.header_line, coalesce(tpl.buzzer, false), coalesce(tpl.copies, 1),
            coalesce(tpl.large_item_font, true), coalesce(tpl.codepage, 'CP437'),
-           coalesce(tpl.cut_mode, 'partial')
+           coalesce(tpl.cut_mode, 'partial'), tpl.time_zone,
+           mw.starts_at, mw.ends_at, sp.answers_status
     FROM public.kitchen_stationprinter sp
     LEFT JOIN LATERAL (
         SELECT t.*
@@ -68,6 +86,7 @@ LANGUAGE sql STABLE AS $$
         ORDER BY t.brand_id IS NULL, t.station_code IS NULL
         LIMIT 1
     ) tpl ON true
+    LEFT JOIN LATERAL kprintd.kitchen_printer_maintenance(sp.id) mw ON true
     WHERE sp.brand_id = p_brand_id
       AND kprintd.kitchen_normalize_station(sp.station_code) = p_station
       AND coalesce(sp.is_active, true)
@@ -77,9 +96,46 @@ $$;
 
 COMMENT ON FUNCTION kprintd.kitchen_route_printers(uuid, uuid, text) IS
     'The active printers that may print a ticket of this brand, store and station, in the order '
-    'to try them (priority, store-specific before brand-wide), with their ticket layout.';
+    'to try them (priority, store-specific before brand-wide), with their ticket layout (from the '
+    'most specific kitchen_printtemplate row, time_zone NULL = the daemon machine''s zone) and '
+    'their current or next maintenance window (maintenance_from/maintenance_until, NULL when none '
+    'is planned; from kitchen_printer_maintenance()). The daemon skips a printer inside its window. '
+    'answers_status false: send without asking the printer''s status.';
 
--- The document a ticket prints ---------------------------------------------------------------------
+CREATE FUNCTION kprintd.kitchen_route_next_due(p_brand_id uuid, p_store_id uuid, p_station text)
+RETURNS timestamp with time zone
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT min(t.next_attempt_at)
+            FROM public.kitchen_kitchenticket t
+            WHERE t.status = 'new'
+              AND t.print_attempts < t.max_retries
+              AND t.printer_target = p_station
+              AND t.brand_id IS NOT DISTINCT FROM p_brand_id
+              AND t.store_id IS NOT DISTINCT FROM p_store_id);
+END;
+$$;
+
+COMMENT ON FUNCTION kprintd.kitchen_route_next_due(uuid, uuid, text) IS
+    'When the next ticket of this route becomes due (NULL: none waiting).';
+
+CREATE FUNCTION kprintd.kitchen_due_routes(p_brand_ids uuid[] DEFAULT NULL, p_store_id uuid DEFAULT NULL)
+RETURNS TABLE (brand_id uuid, store_id uuid, station text, waiting bigint, next_due_at timestamptz)
+LANGUAGE sql STABLE AS $$
+    SELECT t.brand_id, t.store_id, t.printer_target::text, count(*), min(t.next_attempt_at)
+    FROM public.kitchen_kitchenticket t
+    WHERE t.status = 'new'
+      AND t.print_attempts < t.max_retries
+      AND (coalesce(cardinality(p_brand_ids), 0) = 0 OR t.brand_id = ANY (p_brand_ids))
+      AND (p_store_id IS NULL OR t.store_id = p_store_id)
+    GROUP BY t.brand_id, t.store_id, t.printer_target
+$$;
+
+COMMENT ON FUNCTION kprintd.kitchen_due_routes(uuid[], uuid) IS
+    'The routes (brand, store, station) with tickets waiting to print, within a daemon''s scope, '
+    'with how many wait and when the first is due. The daemon scans this at start and on its sweep.';
+
+-- The document a ticket prints.
 -- PL/pgSQL, not SQL: PostgreSQL caches a PL/pgSQL statement's plan, while a SQL function with a
 -- FROM clause is planned again on every call (0.5 ms of every claim).
 CREATE FUNCTION kprintd.kitchen_ticket_document(p_ticket_id bigint) RETURNS jsonb
@@ -140,7 +196,6 @@ COMMENT ON FUNCTION kprintd.kitchen_ticket_document(bigint) IS
     'lines (quantity, product name, modifiers as text, notes, item station, is_void). NULL if no such '
     'ticket.';
 
--- Claiming ----------------------------------------------------------------------------------------
 CREATE FUNCTION kprintd.kitchen_claim_print_jobs(
     p_daemon         text,
     p_lease_seconds  double precision,
@@ -151,14 +206,10 @@ CREATE FUNCTION kprintd.kitchen_claim_print_jobs(
 ) RETURNS TABLE (ticket_id bigint, attempt integer, max_retries integer, document jsonb)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
-DECLARE
-    v_saved jsonb := kprintd.kitchen_change_description();
 BEGIN
     IF coalesce(btrim(p_daemon), '') = '' THEN
         RAISE EXCEPTION 'a daemon id is required to claim tickets' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM kprintd.kitchen_describe_change('print_start', 'printer_service', NULL, NULL,
-                                    jsonb_build_object('daemon', p_daemon));
     RETURN QUERY
     WITH due AS (
         SELECT t.id
@@ -185,49 +236,18 @@ BEGIN
     SELECT c.id, c.print_attempts, c.max_retries, kprintd.kitchen_ticket_document(c.id)
     FROM claimed c
     ORDER BY c.created_at, c.id;
-    PERFORM kprintd.kitchen_restore_change_description(v_saved);
 END;
 $$;
 
 COMMENT ON FUNCTION kprintd.kitchen_claim_print_jobs(text, double precision, uuid, uuid, text, integer) IS
     'Claim up to p_limit due tickets of one route (brand, store, station), oldest first, skipping '
-    'rows another daemon holds: status printing, a lease for p_daemon, one more print attempt. '
-    'Returns each ticket''s printable document. Commit before printing.';
+    'rows another daemon holds: status printing, a lease for p_daemon, one more print attempt, '
+    'logged as print_start by printer_service (the audit trigger knows a claim; the caller''s own '
+    'change description is not used and not changed). Returns each ticket''s printable document '
+    '(kitchen_ticket_document()), built from the tables in this transaction: print that, and nothing '
+    'a notification said. Commit before printing.';
 
-CREATE FUNCTION kprintd.kitchen_route_next_due(p_brand_id uuid, p_store_id uuid, p_station text)
-RETURNS timestamp with time zone
-LANGUAGE plpgsql STABLE AS $$
-BEGIN
-    RETURN (SELECT min(t.next_attempt_at)
-            FROM public.kitchen_kitchenticket t
-            WHERE t.status = 'new'
-              AND t.print_attempts < t.max_retries
-              AND t.printer_target = p_station
-              AND t.brand_id IS NOT DISTINCT FROM p_brand_id
-              AND t.store_id IS NOT DISTINCT FROM p_store_id);
-END;
-$$;
-
-COMMENT ON FUNCTION kprintd.kitchen_route_next_due(uuid, uuid, text) IS
-    'When the next ticket of this route becomes due (NULL: none waiting).';
-
-CREATE FUNCTION kprintd.kitchen_due_routes(p_brand_ids uuid[] DEFAULT NULL, p_store_id uuid DEFAULT NULL)
-RETURNS TABLE (brand_id uuid, store_id uuid, station text, waiting bigint, next_due_at timestamptz)
-LANGUAGE sql STABLE AS $$
-    SELECT t.brand_id, t.store_id, t.printer_target::text, count(*), min(t.next_attempt_at)
-    FROM public.kitchen_kitchenticket t
-    WHERE t.status = 'new'
-      AND t.print_attempts < t.max_retries
-      AND (coalesce(cardinality(p_brand_ids), 0) = 0 OR t.brand_id = ANY (p_brand_ids))
-      AND (p_store_id IS NULL OR t.store_id = p_store_id)
-    GROUP BY t.brand_id, t.store_id, t.printer_target
-$$;
-
-COMMENT ON FUNCTION kprintd.kitchen_due_routes(uuid[], uuid) IS
-    'The routes (brand, store, station) with tickets waiting to print, within a daemon''s scope, '
-    'with how many wait and when the first is due. The daemon scans this at start and on its sweep.';
-
--- Recording outcomes ------------------------------------------------------------------------------
+-- Recording outcomes.
 CREATE FUNCTION kprintd.kitchen_finish_print_jobs(
     p_daemon            text,
     p_results           jsonb,
@@ -373,7 +393,7 @@ COMMENT ON FUNCTION kprintd.kitchen_finish_print_jobs(text, jsonb, jsonb) IS
     'p_printer_failures: [{printer_id, error_message}] counts failures against printers. Tickets '
     'no longer held by p_daemon are left alone (recorded = false).';
 
--- Leases ------------------------------------------------------------------------------------------
+-- Leases.
 CREATE FUNCTION kprintd.kitchen_reclaim_expired_leases(
     p_brand_ids uuid[] DEFAULT NULL,
     p_store_id  uuid DEFAULT NULL

@@ -1,11 +1,19 @@
--- 0007 Admin actions: reprint, reset, mark printed, mark failed.
+-- Admin actions and retention: reprint, reset, mark printed, mark failed, the ticket list of
+-- `kprintd tickets`, and kitchen_purge.
 --
--- Each runs in the caller's transaction, locks the ticket, refuses transitions that make no sense
--- with SQLSTATE 55000 (object_not_in_prerequisite_state), and is audited under the spec's action
--- names through kitchen_describe_change(); the caller's own description is put back afterwards.
+-- Each admin action runs in the caller's transaction, locks the ticket, refuses transitions that
+-- make no sense with SQLSTATE 55000 (object_not_in_prerequisite_state), and is audited under the
+-- spec's action names through kitchen_describe_change(); the caller's own description is put back
+-- afterwards. They run with their owner's rights (SECURITY DEFINER): a manager needs EXECUTE only.
 --
--- Apply with kprintd migrate, or by hand: psql -v ON_ERROR_STOP=1 --single-transaction -f <file>
+-- kitchen_purge(older_than, actor) removes, in the caller's transaction, every ticket that is final
+-- ('printed' or 'failed') and was created before now() - older_than, with its lines and log rows.
+-- It never removes anything younger than 7 days, a ticket still 'new' or 'printing', or a ticket a
+-- kept ticket references (a young reprint keeps its old original). Each call, also one that removed
+-- nothing, adds one row to kitchen_purgelog with a SHA-256 digest of the removed rows. Rows
+-- elsewhere that only name a ticket (kitchen_alertlog.subject 'ticket:<id>') are kept.
 
+-- Admin actions ---------------------------------------------------------------------------------
 CREATE FUNCTION kprintd.kitchen_admin_check_args(p_function text, p_ticket_id bigint, p_actor text) RETURNS void
     LANGUAGE plpgsql AS $$
 BEGIN
@@ -45,7 +53,7 @@ COMMENT ON FUNCTION kprintd.kitchen_admin_lock_ticket(text, bigint) IS
 -- Reprint ----------------------------------------------------------------------------------------------
 CREATE FUNCTION kprintd.kitchen_reprint(p_ticket_id bigint, p_actor text, p_item_ids bigint[] DEFAULT NULL)
     RETURNS bigint
-    LANGUAGE plpgsql AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_source  public.kitchen_kitchenticket;
     v_missing bigint[];
@@ -118,7 +126,7 @@ COMMENT ON FUNCTION kprintd.kitchen_reprint(bigint, text, bigint[]) IS
 
 -- Reset -------------------------------------------------------------------------------------------------
 CREATE FUNCTION kprintd.kitchen_reset_ticket(p_ticket_id bigint, p_actor text) RETURNS public.kitchen_kitchenticket
-    LANGUAGE plpgsql AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_ticket public.kitchen_kitchenticket;
     v_saved  jsonb;
@@ -161,7 +169,7 @@ COMMENT ON FUNCTION kprintd.kitchen_reset_ticket(bigint, text) IS
 
 -- Mark printed ------------------------------------------------------------------------------------------
 CREATE FUNCTION kprintd.kitchen_mark_printed(p_ticket_id bigint, p_actor text) RETURNS public.kitchen_kitchenticket
-    LANGUAGE plpgsql AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_ticket public.kitchen_kitchenticket;
     v_saved  jsonb;
@@ -191,7 +199,7 @@ COMMENT ON FUNCTION kprintd.kitchen_mark_printed(bigint, text) IS
 
 -- Mark failed -------------------------------------------------------------------------------------------
 CREATE FUNCTION kprintd.kitchen_mark_failed(p_ticket_id bigint, p_actor text, p_reason text) RETURNS public.kitchen_kitchenticket
-    LANGUAGE plpgsql AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_ticket public.kitchen_kitchenticket;
     v_saved  jsonb;
@@ -228,3 +236,201 @@ COMMENT ON FUNCTION kprintd.kitchen_mark_failed(bigint, text, text) IS
     'now, claim cleared; logged ''marked_failed'' by p_actor with error_code ''manual''. Returns the updated ticket. Errors: '
     '22004 NULL ticket id; 22023 blank actor or reason; P0002 unknown ticket; 55000 (object_not_in_prerequisite_state) '
     'ticket printed or already failed.';
+
+CREATE FUNCTION kprintd.kitchen_ticket_list(
+    p_limit      integer,
+    p_bill_ids   bigint[] DEFAULT NULL,
+    p_brand_ids  uuid[] DEFAULT NULL,
+    p_store_id   uuid DEFAULT NULL
+)
+RETURNS TABLE (
+    ticket_id           bigint,
+    bill_id             bigint,
+    bill_number         text,
+    brand_id            uuid,
+    store_id            uuid,
+    station             text,
+    ticket_type         text,
+    is_reprint          boolean,
+    original_ticket_id  bigint,
+    status              text,
+    print_attempts      integer,
+    max_retries         integer,
+    may_have_printed    boolean,
+    next_attempt_at     timestamptz,
+    created_at          timestamptz,
+    printed_at          timestamptz,
+    last_error_at       timestamptz,
+    error_code          text,
+    error_message       text,
+    items               jsonb
+)
+    LANGUAGE sql STABLE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    -- Casts: a POS's adopted table may have varchar, smallint or timestamp-without-zone columns.
+    SELECT t.id::bigint,
+           t.bill_id::bigint,
+           b.bill_number,
+           t.brand_id,
+           t.store_id,
+           t.printer_target::text,
+           t.ticket_type::text,
+           coalesce(t.is_reprint, false),
+           t.original_ticket_id::bigint,
+           t.status::text,
+           coalesce(t.print_attempts, 0)::integer,
+           t.max_retries::integer,
+           t.may_have_printed,
+           t.next_attempt_at,
+           t.created_at::timestamptz,
+           t.printed_at::timestamptz,
+           t.last_error_at::timestamptz,
+           nullif(t.error_code::text, ''),
+           nullif(t.error_message::text, ''),
+           -- The lines as they print (kitchen_ticket_document): a partial reprint names their bill_item_id.
+           coalesce(kprintd.kitchen_ticket_document(t.id) -> 'lines', '[]')
+    FROM (
+        SELECT k.*
+        FROM public.kitchen_kitchenticket k
+        WHERE (p_bill_ids IS NULL OR k.bill_id = ANY (p_bill_ids))
+          AND (coalesce(cardinality(p_brand_ids), 0) = 0 OR k.brand_id = ANY (p_brand_ids))
+          AND (p_store_id IS NULL OR k.store_id = p_store_id)
+        ORDER BY k.id DESC
+        LIMIT p_limit
+    ) t
+    LEFT JOIN public.kitchen_pos_bill b ON b.id = t.bill_id
+    ORDER BY t.id
+$$;
+
+COMMENT ON FUNCTION kprintd.kitchen_ticket_list(integer, bigint[], uuid[], uuid) IS
+    'The tickets `kprintd tickets` lists: the last p_limit tickets by id (every one when NULL), '
+    'only of the bills p_bill_ids when given, in the scope p_brand_ids (NULL or empty = every '
+    'brand) and p_store_id (NULL = every store) as kitchen_status_report() takes it; oldest first. '
+    'Per ticket: bill number, station, type, reprint of which original, status, attempts of '
+    'max_retries, may_have_printed, due, created, printed and last error times, error code and '
+    'message (NULL when empty), and items: the lines as kitchen_ticket_document() gives them '
+    '(bill_item_id, quantity, name, notes, is_void, station, modifiers), whose bill_item_id a '
+    'partial kitchen_reprint() takes. Reads only, with its owner''s rights: EXECUTE is granted by '
+    'duty, not to PUBLIC.';
+
+-- Retention -------------------------------------------------------------------------------------
+-- The digest.
+-- SHA-256 has no incremental form in PostgreSQL, and hashing one long string would hold every
+-- removed row in memory at once; a hash chain needs 32 bytes of state.
+CREATE FUNCTION kprintd.kitchen_sha256_chain_step(p_state bytea, p_line text) RETURNS bytea
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE
+    RETURN sha256(p_state || convert_to(p_line, 'UTF8'));
+
+COMMENT ON FUNCTION kprintd.kitchen_sha256_chain_step(bytea, text) IS
+    'State transition of the kitchen_sha256_chain aggregate: sha256(state || UTF-8 bytes of line).';
+
+CREATE AGGREGATE kprintd.kitchen_sha256_chain(text) (
+    SFUNC = kprintd.kitchen_sha256_chain_step,
+    STYPE = bytea,
+    -- sha256 of zero bytes: the chain of no lines is the well-known digest of nothing.
+    INITCOND = '\xe3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'
+);
+
+COMMENT ON AGGREGATE kprintd.kitchen_sha256_chain(text) IS
+    'SHA-256 hash chain over lines, in memory of 32 bytes: h0 = sha256(''''), h(i) = sha256(h(i-1) || '
+    'UTF-8 bytes of line i); returns h(n) as bytea. Order matters: call it with ORDER BY, e.g. '
+    'encode(kitchen_sha256_chain(line ORDER BY n), ''hex''). kitchen_purge digests the rows it removes with it.';
+
+-- The purge.
+-- SECURITY DEFINER: callers need no DELETE on the kitchen tables, and the log's trigger recognises
+-- the purge by its owner. search_path is fixed with pg_temp last, so nothing of the caller's (a
+-- temp table, a function or an operator of its own schema) can stand in for what is named here.
+-- TimeZone is fixed because row_to_json writes timestamps in it, and the digest must not depend on
+-- the caller.
+CREATE FUNCTION kprintd.kitchen_purge(p_older_than interval, p_actor text) RETURNS public.kitchen_purgelog
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET TimeZone = 'UTC'
+AS $$
+DECLARE
+    v_floor  CONSTANT interval := interval '7 days';
+    v_actor  text := btrim(p_actor);
+    v_cutoff timestamptz;
+    v_record public.kitchen_purgelog;
+BEGIN
+    IF p_older_than IS NULL OR p_older_than < v_floor THEN
+        RAISE EXCEPTION 'kitchen_purge: older_than must be at least %, got %', v_floor, quote_nullable(p_older_than)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Tickets younger than 7 days are never purged (they may still be reprinted or questioned). '
+                         'A nightly purge usually passes interval ''30 days''.';
+    END IF;
+    IF v_actor IS NULL OR v_actor = '' OR length(v_actor) > 100 THEN
+        RAISE EXCEPTION 'kitchen_purge: actor must be 1 to 100 characters, got %', quote_nullable(p_actor)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Say who purges, e.g. ''pos:nightly'' or ''admin:sari''; it goes into kitchen_purgelog.';
+    END IF;
+
+    -- Two purges at once would each count and digest rows the other removes.
+    PERFORM pg_advisory_xact_lock(hashtext('kitchen_purge'));
+    v_cutoff := now() - p_older_than;
+
+    -- Lock the candidates before reading anything else. A ticket reset or reprinted meanwhile has
+    -- either committed (and the next statement, with a newer snapshot, sees its new state, its
+    -- new log row and its reprint) or waits for this purge to commit. count(*): nothing is kept
+    -- in memory.
+    PERFORM count(*)
+       FROM (SELECT 1 FROM public.kitchen_kitchenticket t
+              WHERE t.status IN ('printed', 'failed') AND t.created_at < v_cutoff
+                FOR UPDATE) AS locked;
+
+    PERFORM set_config('kprintd.purge', 'running', true);
+    WITH RECURSIVE
+        candidate AS MATERIALIZED (
+            SELECT t.id FROM public.kitchen_kitchenticket t
+             WHERE t.status IN ('printed', 'failed') AND t.created_at < v_cutoff),
+        -- Tickets a kept ticket references, and what those reference in turn.
+        held (id) AS (
+            SELECT r.original_ticket_id FROM public.kitchen_kitchenticket r
+             WHERE r.original_ticket_id IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM candidate c WHERE c.id = r.id)
+            UNION
+            SELECT r.original_ticket_id FROM public.kitchen_kitchenticket r JOIN held h ON r.id = h.id
+             WHERE r.original_ticket_id IS NOT NULL),
+        doomed AS MATERIALIZED (
+            SELECT c.id FROM candidate c WHERE NOT EXISTS (SELECT 1 FROM held h WHERE h.id = c.id)),
+        gone_log AS (
+            DELETE FROM public.kitchen_kitchenticketlog l USING doomed d WHERE l.ticket_id = d.id RETURNING l.*),
+        gone_items AS (
+            DELETE FROM public.kitchen_kitchenticketitem i USING doomed d WHERE i.kitchen_ticket_id = d.id RETURNING i.*),
+        gone_tickets AS (
+            DELETE FROM public.kitchen_kitchenticket t USING doomed d WHERE t.id = d.id RETURNING t.*)
+    INSERT INTO public.kitchen_purgelog
+        (purged_at, actor, cutoff, older_than, tickets_deleted, items_deleted, log_rows_deleted,
+         tickets_kept_not_final, tickets_kept_referenced, digest, db_user)
+    SELECT now(), v_actor, v_cutoff, p_older_than,
+           (SELECT count(*) FROM gone_tickets),
+           (SELECT count(*) FROM gone_items),
+           (SELECT count(*) FROM gone_log),
+           (SELECT count(*) FROM public.kitchen_kitchenticket t
+             WHERE t.created_at < v_cutoff AND t.status NOT IN ('printed', 'failed')),
+           (SELECT count(*) FROM candidate) - (SELECT count(*) FROM gone_tickets),
+           (SELECT encode(kprintd.kitchen_sha256_chain(x.line ORDER BY x.part, x.id), 'hex')
+              FROM (SELECT 1 AS part, g.id, 'kitchen_kitchenticket ' || row_to_json(g)::text AS line
+                      FROM gone_tickets g
+                    UNION ALL
+                    SELECT 2, g.id, 'kitchen_kitchenticketitem ' || row_to_json(g)::text FROM gone_items g
+                    UNION ALL
+                    SELECT 3, g.id, 'kitchen_kitchenticketlog ' || row_to_json(g)::text FROM gone_log g) AS x),
+           session_user
+    RETURNING * INTO v_record;
+    PERFORM set_config('kprintd.purge', '', true);
+    RETURN v_record;
+END
+$$;
+
+COMMENT ON FUNCTION kprintd.kitchen_purge(interval, text) IS
+    'Ticket retention, in the caller''s transaction: removes every final ticket (printed or failed) created before '
+    'now() - p_older_than, with its kitchen_kitchenticketitem and kitchen_kitchenticketlog rows, except tickets a '
+    'kept ticket still references (a young reprint''s original). Adds one kitchen_purgelog row (also when nothing '
+    'was removed) and returns it. Concurrent purges run one after the other (advisory lock); tickets being removed '
+    'are locked, so a reset or reprint of one of them waits. The only way to delete ticket log rows. Example: '
+    'SELECT * FROM kitchen_purge(interval ''30 days'', ''pos:nightly''); '
+    'Errors: 22023 (invalid_parameter_value) older_than NULL or under the floor of 7 days, actor NULL, blank or '
+    'over 100 characters. EXECUTE is not granted to PUBLIC.';

@@ -1,0 +1,1 @@
+"""kprintd's SQL, shipped inside the package as kprintd.sql: migrations/ and schema/."""
