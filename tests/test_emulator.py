@@ -18,8 +18,8 @@ import pytest
 from escpos.printer import Dummy
 
 from kprintd.emulator import ControlServer, EmulatedPrinter, Fault, FaultMode, check_loopback
-from kprintd.escpos_decode import Command, Event, StreamDecoder, Text, decode_jobs
-from kprintd.escpos_decode import render_text as decode_text
+from kprintd.emulator.escpos_decode import Command, Event, StreamDecoder, Text, decode_jobs
+from kprintd.emulator.escpos_decode import render_text as decode_text
 from kprintd.printer_status import (
     ALL_STATUS_REQUESTS,
     PaperState,

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kprintd.emulator import EmulatedPrinter
-from kprintd.escpos_decode import Command, DecodedJob, decode_jobs
+from kprintd.emulator.escpos_decode import Command, DecodedJob, decode_jobs
 from kprintd.render import (
     _ENCODER,
     _PROFILE_CODEPAGES,

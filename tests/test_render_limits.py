@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kprintd import render
-from kprintd.escpos_decode import DecodedJob, decode_jobs
+from kprintd.emulator.escpos_decode import DecodedJob, decode_jobs
 from kprintd.render import (
     CUT_MARK,
     ITEM_CUT_WARNING,

@@ -43,7 +43,7 @@ from types import FrameType, TracebackType
 
 from PIL import Image
 
-from kprintd.escpos_decode import (
+from kprintd.emulator.escpos_decode import (
     Command,
     DecodedJob,
     Event,
