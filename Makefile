@@ -32,7 +32,7 @@ lint: install
 	$(BIN)/mypy
 
 demo: install
-	$(BIN)/python -m kprintd.demo
+	$(BIN)/python -m kprintd.harness.demo
 
 # On a durable cluster (fsync on): daemon latency, isolation, the POS's cost, throughput over
 # repeated bursts with memory, pgqueuer's no-op rate for scale; then the audit views on 1M tickets.

@@ -29,7 +29,7 @@ from psycopg import sql
 
 from bench.printers import Printer, die_with_parent
 from kprintd import migrate
-from kprintd.pgembed import EmbeddedPostgres, copy_database, process_alive
+from kprintd.harness.pgembed import EmbeddedPostgres, copy_database, process_alive
 
 TEMPLATE_DB = "kprintd_bench_template"
 WORKDIR_PREFIX = "kprintd-bench-"

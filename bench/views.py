@@ -26,7 +26,7 @@ import psycopg
 from psycopg import sql
 
 from kprintd import migrate
-from kprintd.pgembed import EmbeddedPostgres
+from kprintd.harness.pgembed import EmbeddedPostgres
 
 TARGET_MS = 100.0
 DATABASE = "kprintd_bench_views"

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from tests.pos_fixtures import (
+from kprintd.harness import (
     add_item,
     make_bill,
     make_brand,

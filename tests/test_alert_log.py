@@ -12,8 +12,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from kprintd.printer_status import PaperState
-from tests.daemon_harness import (
+from kprintd.harness import (
     Restaurant,
     alerts_process,
     query,
@@ -21,6 +20,7 @@ from tests.daemon_harness import (
     running_daemon,
     wait_until,
 )
+from kprintd.printer_status import PaperState
 
 Conn = psycopg.Connection[dict[str, Any]]
 

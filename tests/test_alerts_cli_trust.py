@@ -19,9 +19,9 @@ import pytest
 from psycopg import errors, sql
 from psycopg.rows import dict_row
 
+from kprintd.harness import alerts_process, daemon_env, query
+from kprintd.harness.pytest_plugin import PostgresServer
 from kprintd.monitor import format_alert, parse_alert, printable
-from tests.conftest import PostgresServer
-from tests.daemon_harness import alerts_process, daemon_env, query
 
 Conn = psycopg.Connection[dict[str, Any]]
 

@@ -16,7 +16,7 @@ from psycopg import errors, sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from tests.pos_fixtures import add_item, make_bill, make_brand, make_product, send_to_kitchen
+from kprintd.harness import add_item, make_bill, make_brand, make_product, send_to_kitchen
 
 Conn = psycopg.Connection[dict[str, Any]]
 

@@ -13,7 +13,7 @@ import pytest
 
 from kprintd.config import Settings
 from kprintd.db import ClaimedJob, Database, RouteKey, create_pool
-from tests.pos_fixtures import add_item, make_bill, make_brand, make_product, send_to_kitchen
+from kprintd.harness import add_item, make_bill, make_brand, make_product, send_to_kitchen
 
 Conn = psycopg.Connection[dict[str, Any]]
 

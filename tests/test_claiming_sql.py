@@ -15,7 +15,7 @@ import pytest
 from psycopg import errors
 from psycopg.rows import dict_row
 
-from tests.pos_fixtures import add_item, make_bill, make_brand, make_product, send_to_kitchen
+from kprintd.harness import add_item, make_bill, make_brand, make_product, send_to_kitchen
 
 Conn = psycopg.Connection[dict[str, Any]]
 CLAIM = (

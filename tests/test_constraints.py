@@ -24,7 +24,7 @@ import pytest
 from psycopg import errors, sql
 from psycopg.rows import dict_row
 
-from kprintd.pgembed import copy_database
+from kprintd.harness.pgembed import copy_database
 
 Row = dict[str, Any]
 

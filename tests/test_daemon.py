@@ -15,8 +15,7 @@ import psycopg
 import pytest
 
 from kprintd.emulator import Fault, FaultMode
-from kprintd.printer_status import PaperState
-from tests.daemon_harness import (
+from kprintd.harness import (
     Restaurant,
     all_settled,
     daemon_process,
@@ -29,6 +28,7 @@ from tests.daemon_harness import (
     ticket_id_of,
     wait_until,
 )
+from kprintd.printer_status import PaperState
 
 
 def test_a_send_prints_once_on_each_station(database_url: str, restaurant: Restaurant) -> None:

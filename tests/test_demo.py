@@ -36,7 +36,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
         [
             sys.executable,
             "-m",
-            "kprintd.demo",
+            "kprintd.harness.demo",
             "--out",
             str(out),
             "--pause",

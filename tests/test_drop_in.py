@@ -24,7 +24,7 @@ from psycopg.types.json import Jsonb
 
 from kprintd import migrate
 from kprintd.emulator import EmulatedPrinter
-from tests.daemon_harness import (
+from kprintd.harness import (
     all_settled,
     has_retry_banner,
     query,

@@ -13,6 +13,15 @@ import pytest
 
 from kprintd.config import Settings
 from kprintd.emulator import Fault, FaultMode
+from kprintd.harness import (
+    Restaurant,
+    all_settled,
+    query,
+    received_alerts,
+    running_daemon,
+    ticket_id_of,
+    wait_until,
+)
 from kprintd.health import (
     DOWN_BY_PRINTING,
     PRINT_ONLY_ERRORS,
@@ -29,15 +38,6 @@ from kprintd.health import (
 from kprintd.printer_status import PaperState, PrinterState
 from kprintd.routing import BreakerState, CircuitBreaker, PrinterBoard
 from kprintd.transport import PrinterError
-from tests.daemon_harness import (
-    Restaurant,
-    all_settled,
-    query,
-    received_alerts,
-    running_daemon,
-    ticket_id_of,
-    wait_until,
-)
 
 FAST_HEALTH = 0.2
 

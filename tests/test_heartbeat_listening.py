@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from kprintd import daemon as daemon_module
-from tests.daemon_harness import daemon_env, query, running_daemon, wait_until
+from kprintd.harness import daemon_env, query, running_daemon, wait_until
 
 Conn = psycopg.Connection[dict[str, Any]]
 

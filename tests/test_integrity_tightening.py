@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.pos_fixtures import add_item, make_bill, make_brand, make_printer, make_product
+from kprintd.harness import add_item, make_bill, make_brand, make_printer, make_product
 
 
 def test_station_codes_are_stored_trimmed_and_lowercase(conn: psycopg.Connection[Any]) -> None:

@@ -22,8 +22,7 @@ from kprintd import migrate
 from kprintd.config import Settings
 from kprintd.daemon import DropLog, payload_sample
 from kprintd.db import notice_from_payload
-from tests.conftest import PostgresServer
-from tests.daemon_harness import (
+from kprintd.harness import (
     FAST_SETTINGS,
     Restaurant,
     RunningDaemon,
@@ -31,6 +30,7 @@ from tests.daemon_harness import (
     running_daemon,
     wait_until,
 )
+from kprintd.harness.pytest_plugin import PostgresServer
 from tests.test_startup_errors import kprintd, one_error_line, with_params
 
 NO_SWEEP: dict[str, Any] = {"sweep_interval_s": 3600.0}

@@ -14,11 +14,13 @@ from psycopg import errors
 
 from kprintd.db import RoutePrinter
 from kprintd.dispatch import PRINTER_LIST_MAX_AGE_S, _still_current
-from tests.daemon_harness import (
+from kprintd.harness import (
     Restaurant,
     all_settled,
     has_retry_banner,
     log_actions,
+    make_brand,
+    make_printer,
     query,
     received_alerts,
     running_daemon,
@@ -26,7 +28,6 @@ from tests.daemon_harness import (
     ticket_id_of,
     wait_until,
 )
-from tests.pos_fixtures import make_brand, make_printer
 
 Conn = psycopg.Connection[dict[str, Any]]
 

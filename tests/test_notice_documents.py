@@ -30,19 +30,23 @@ from psycopg.rows import dict_row
 from kprintd import dispatch
 from kprintd.db import RouteKey, TicketNotice, notice_from_payload
 from kprintd.emulator import Fault, FaultMode
-from kprintd.printer_status import PaperState
-from tests.conftest import PostgresServer
-from tests.daemon_harness import (
+from kprintd.harness import (
     Restaurant,
+    add_item,
     all_settled,
     has_retry_banner,
     log_actions,
+    make_bill,
+    make_brand,
+    make_product,
     running_daemon,
+    send_to_kitchen,
     ticket,
     ticket_id_of,
     wait_until,
 )
-from tests.pos_fixtures import add_item, make_bill, make_brand, make_product, send_to_kitchen
+from kprintd.harness.pytest_plugin import PostgresServer
+from kprintd.printer_status import PaperState
 
 Conn = psycopg.Connection[dict[str, Any]]
 CLAIM = (

@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from kprintd import daemon as daemon_module
 from kprintd import dispatch
 from kprintd.db import Database, DueRoute
-from tests.daemon_harness import Restaurant, running_daemon, wait_until
+from kprintd.harness import Restaurant, running_daemon, wait_until
 
 FLOOD = 25_000
 # The acceptance bound, from the POS's commit to the paper.

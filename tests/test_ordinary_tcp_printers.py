@@ -20,6 +20,14 @@ from kprintd.config import Settings
 from kprintd.db import RoutePrinter
 from kprintd.dispatch import PrinterLinks
 from kprintd.emulator import EmulatedPrinter, FaultMode
+from kprintd.harness import (
+    Restaurant,
+    all_settled,
+    running_daemon,
+    ticket,
+    ticket_id_of,
+    wait_until,
+)
 from kprintd.printer_status import ALL_STATUS_REQUESTS, PaperState, StatusRequest
 from kprintd.transport import (
     CONFIRM_REQUESTS,
@@ -27,14 +35,6 @@ from kprintd.transport import (
     PrinterConnection,
     PrinterError,
     describe_unprintable,
-)
-from tests.daemon_harness import (
-    Restaurant,
-    all_settled,
-    running_daemon,
-    ticket,
-    ticket_id_of,
-    wait_until,
 )
 from tests.test_emulator import recv_exactly
 

@@ -12,7 +12,7 @@ from psycopg import errors
 
 from kprintd.db import RoutePrinter
 from kprintd.dispatch import layout_for
-from tests.pos_fixtures import make_brand, make_printer
+from kprintd.harness import make_brand, make_printer
 
 Conn = psycopg.Connection[dict[str, Any]]
 

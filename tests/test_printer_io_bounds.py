@@ -21,6 +21,16 @@ import pytest
 from structlog.testing import capture_logs
 
 from kprintd.emulator import EmulatedPrinter, Fault, FaultMode
+from kprintd.harness import (
+    Restaurant,
+    all_settled,
+    has_retry_banner,
+    query,
+    running_daemon,
+    ticket,
+    ticket_id_of,
+    wait_until,
+)
 from kprintd.printer_status import PaperState, PrinterState, build_status_back
 from kprintd.render import PrintLayout, render_ticket
 from kprintd.transport import (
@@ -30,16 +40,6 @@ from kprintd.transport import (
     PrinterError,
     _PrinterLink,
     job_window,
-)
-from tests.daemon_harness import (
-    Restaurant,
-    all_settled,
-    has_retry_banner,
-    query,
-    running_daemon,
-    ticket,
-    ticket_id_of,
-    wait_until,
 )
 from tests.ticket_samples import NASI_GORENG, ORDER, SATE
 

@@ -12,10 +12,7 @@ import pytest
 
 from kprintd.emulator import EmulatedPrinter, FaultMode
 from kprintd.emulator import main as emulator_main
-from kprintd.printer_status import ALL_STATUS_REQUESTS
-from kprintd.render import PrintLayout, render_ticket
-from kprintd.transport import PrinterAddress, PrinterConnection, PrinterError
-from tests.daemon_harness import (
+from kprintd.harness import (
     Restaurant,
     all_settled,
     has_retry_banner,
@@ -26,6 +23,9 @@ from tests.daemon_harness import (
     ticket_id_of,
     wait_until,
 )
+from kprintd.printer_status import ALL_STATUS_REQUESTS
+from kprintd.render import PrintLayout, render_ticket
+from kprintd.transport import PrinterAddress, PrinterConnection, PrinterError
 from tests.ticket_samples import JAKARTA, ORDER
 
 JOB = render_ticket(ORDER, PrintLayout(chars_per_line=32, timezone=JAKARTA))

@@ -21,9 +21,17 @@ from structlog.testing import capture_logs
 
 from kprintd.config import ConfigError, Settings, load_settings
 from kprintd.db import create_pool
+from kprintd.harness import (
+    add_item,
+    make_bill,
+    make_brand,
+    make_product,
+    query,
+    running_daemon,
+    send_to_kitchen,
+    wait_until,
+)
 from kprintd.retention import ACTOR, RetentionService
-from tests.daemon_harness import query, running_daemon, wait_until
-from tests.pos_fixtures import add_item, make_bill, make_brand, make_product, send_to_kitchen
 
 Conn = psycopg.Connection[dict[str, Any]]
 

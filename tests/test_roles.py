@@ -15,18 +15,20 @@ import pytest
 from psycopg import errors
 from psycopg.rows import dict_row
 
-from tests.daemon_harness import (
+from kprintd.harness import (
     LOGINS,
     Restaurant,
+    add_item,
     all_settled,
     as_login,
     log_actions,
+    make_bill,
+    make_product,
     query,
     running_daemon,
     ticket,
     wait_until,
 )
-from tests.pos_fixtures import add_item, make_bill, make_product
 
 Conn = psycopg.Connection[dict[str, Any]]
 

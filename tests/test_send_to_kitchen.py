@@ -21,7 +21,7 @@ import pytest
 from psycopg import errors
 from psycopg.rows import dict_row
 
-from tests.pos_fixtures import (
+from kprintd.harness import (
     add_item,
     make_bill,
     make_brand,

@@ -15,10 +15,9 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from kprintd.monitor import printable
-from tests.daemon_harness import daemon_env
-from tests.pos_fixtures import (
+from kprintd.harness import (
     add_item,
+    daemon_env,
     make_bill,
     make_brand,
     make_printer,
@@ -26,6 +25,7 @@ from tests.pos_fixtures import (
     send_to_kitchen,
     void_item,
 )
+from kprintd.monitor import printable
 
 Conn = psycopg.Connection[dict[str, Any]]
 

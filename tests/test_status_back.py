@@ -16,6 +16,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kprintd.emulator import EmulatedPrinter, FaultMode
+from kprintd.harness import (
+    Restaurant,
+    all_settled,
+    has_retry_banner,
+    running_daemon,
+    ticket,
+    ticket_id_of,
+    wait_until,
+)
 from kprintd.printer_status import (
     ENABLE_STATUS_BACK,
     PaperState,
@@ -34,15 +43,6 @@ from kprintd.transport import (
     PrinterConnection,
     PrinterError,
     _PrinterLink,
-)
-from tests.daemon_harness import (
-    Restaurant,
-    all_settled,
-    has_retry_banner,
-    running_daemon,
-    ticket,
-    ticket_id_of,
-    wait_until,
 )
 from tests.test_emulator import recv_exactly
 

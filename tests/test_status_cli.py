@@ -9,9 +9,7 @@ import sys
 from typing import Any
 
 from kprintd import __version__
-from kprintd.monitor import format_alert
-from kprintd.printer_status import PaperState
-from tests.daemon_harness import (
+from kprintd.harness import (
     Restaurant,
     alerts_process,
     as_login,
@@ -20,6 +18,8 @@ from tests.daemon_harness import (
     running_daemon,
     wait_until,
 )
+from kprintd.monitor import format_alert
+from kprintd.printer_status import PaperState
 
 # Nothing listens on port 1 of loopback: the connection is refused at once.
 UNREACHABLE = "postgresql://kprintd@127.0.0.1:1/pos?connect_timeout=2"

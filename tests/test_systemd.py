@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from kprintd.harness import daemon_process
 from kprintd.sdnotify import SystemdNotifier, watchdog_interval_s
-from tests.daemon_harness import daemon_process
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "kprintd.service"
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")

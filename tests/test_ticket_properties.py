@@ -26,7 +26,7 @@ import psycopg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.pos_fixtures import (
+from kprintd.harness import (
     add_item,
     make_bill,
     make_brand,

@@ -17,17 +17,21 @@ from typing import Any
 import psycopg
 import pytest
 
-from kprintd.health import UNSERVED_CHECK_S
-from kprintd.monitor import printable
-from tests.daemon_harness import (
+from kprintd.harness import (
     Restaurant,
+    add_item,
     daemon_env,
+    make_bill,
+    make_brand,
+    make_printer,
+    make_product,
     query,
     received_alerts,
     running_daemon,
     wait_until,
 )
-from tests.pos_fixtures import add_item, make_bill, make_brand, make_printer, make_product
+from kprintd.health import UNSERVED_CHECK_S
+from kprintd.monitor import printable
 
 Conn = psycopg.Connection[dict[str, Any]]
 

@@ -42,8 +42,8 @@ from kprintd.config import Settings
 from kprintd.daemon import Daemon
 from kprintd.db import ALERT_CHANNEL, TICKET_CHANNEL
 from kprintd.emulator import EmulatedPrinter, FaultMode, ReceivedTicket
+from kprintd.harness.pgembed import EmbeddedPostgres, EmbeddedPostgresError
 from kprintd.logs import configure_logging
-from kprintd.pgembed import EmbeddedPostgres, EmbeddedPostgresError
 from kprintd.printer_status import PaperState
 
 T = TypeVar("T")
