@@ -44,7 +44,7 @@ from kprintd.transport import (
     PrinterError,
     _PrinterLink,
 )
-from tests.test_emulator import recv_exactly
+from tests.printers.test_emulator import recv_exactly
 
 states = st.builds(
     PrinterState,

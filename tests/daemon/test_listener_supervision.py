@@ -31,7 +31,7 @@ from kprintd.harness import (
     wait_until,
 )
 from kprintd.harness.pytest_plugin import PostgresServer
-from tests.test_startup_errors import kprintd, one_error_line, with_params
+from tests.cli.test_startup_errors import kprintd, one_error_line, with_params
 
 NO_SWEEP: dict[str, Any] = {"sweep_interval_s": 3600.0}
 

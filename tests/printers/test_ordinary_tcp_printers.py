@@ -36,7 +36,7 @@ from kprintd.transport import (
     PrinterError,
     describe_unprintable,
 )
-from tests.test_emulator import recv_exactly
+from tests.printers.test_emulator import recv_exactly
 
 T = TypeVar("T")
 JOB = b"\x1b@Nasi goreng\n\x1dV\x01"

@@ -26,7 +26,7 @@ from kprintd.harness import (
 from kprintd.printer_status import ALL_STATUS_REQUESTS
 from kprintd.render import PrintLayout, render_ticket
 from kprintd.transport import PrinterAddress, PrinterConnection, PrinterError
-from tests.ticket_samples import JAKARTA, ORDER
+from tests.printers.ticket_samples import JAKARTA, ORDER
 
 JOB = render_ticket(ORDER, PrintLayout(chars_per_line=32, timezone=JAKARTA))
 

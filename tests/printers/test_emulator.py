@@ -31,7 +31,7 @@ from kprintd.printer_status import (
     state_from_responses,
 )
 from kprintd.render import PrintLayout, render_ticket
-from tests.ticket_samples import JAKARTA, ORDER, VOID
+from tests.printers.ticket_samples import JAKARTA, ORDER, VOID
 
 WIDTH = 32
 TICKET = render_ticket(ORDER, PrintLayout(chars_per_line=WIDTH, timezone=JAKARTA))

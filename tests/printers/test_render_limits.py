@@ -43,7 +43,7 @@ from kprintd.render import (
     render_ticket,
     sanitize_text,
 )
-from tests.ticket_samples import JAKARTA, NASI_GORENG, ORDER, SATE, SENT_AT
+from tests.printers.ticket_samples import JAKARTA, NASI_GORENG, ORDER, SATE, SENT_AT
 
 MEGABYTE = 1_000_000
 SEE_POS = "SEE POS"

@@ -30,7 +30,7 @@ from kprintd.render import (
     supported_codepages,
     wrap,
 )
-from tests.ticket_samples import JAKARTA, ORDER, SAMPLES, SENT_AT
+from tests.printers.ticket_samples import JAKARTA, ORDER, SAMPLES, SENT_AT
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 UPDATE_GOLDEN = os.environ.get("KPRINTD_UPDATE_GOLDEN") == "1"

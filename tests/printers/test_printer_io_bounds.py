@@ -41,7 +41,7 @@ from kprintd.transport import (
     _PrinterLink,
     job_window,
 )
-from tests.ticket_samples import NASI_GORENG, ORDER, SATE
+from tests.printers.ticket_samples import NASI_GORENG, ORDER, SATE
 
 JOB = b"\x1b@hello\n\x1dV\x01"
 FLOOD_WARNING = "device pushes more status than a printer would; hung up"
