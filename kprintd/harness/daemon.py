@@ -184,7 +184,7 @@ def all_settled(database_url: str) -> bool:
         database_url,
         "SELECT count(*) AS n FROM kitchen_kitchenticket WHERE status IN ('new', 'printing')",
     )
-    return rows[0]["n"] == 0
+    return bool(rows[0]["n"] == 0)
 
 
 def listener_connected(database_url: str) -> bool:

@@ -37,7 +37,10 @@ def _scalar(conn: psycopg.Connection[Any], query: str, params: Sequence[Any]) ->
 
 def make_brand(conn: psycopg.Connection[Any], name: str = "Test Brand") -> UUID:
     """A core_brand row; returns its id."""
-    return _scalar(conn, "INSERT INTO core_brand (name) VALUES (%s) RETURNING id", (name,))
+    brand_id: UUID = _scalar(
+        conn, "INSERT INTO core_brand (name) VALUES (%s) RETURNING id", (name,)
+    )
+    return brand_id
 
 
 def make_product(
@@ -47,12 +50,13 @@ def make_product(
     printer_target: str | None = "kitchen",
 ) -> UUID:
     """A core_product row of the brand, printed at `printer_target` by default; returns its id."""
-    return _scalar(
+    product_id: UUID = _scalar(
         conn,
         "INSERT INTO core_product (brand_id, name, printer_target) VALUES (%s, %s, %s)"
         " RETURNING id",
         (brand_id, name, printer_target),
     )
+    return product_id
 
 
 def make_bill(

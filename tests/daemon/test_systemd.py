@@ -17,7 +17,7 @@ import pytest
 from kprintd.harness import daemon_process
 from kprintd.sdnotify import SystemdNotifier, watchdog_interval_s
 
-UNIT = Path(__file__).resolve().parent.parent / "systemd" / "kprintd.service"
+UNIT = Path(__file__).resolve().parents[2] / "systemd" / "kprintd.service"
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 needs_systemd_analyze = pytest.mark.skipif(
     SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed"

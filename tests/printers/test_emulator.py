@@ -532,7 +532,7 @@ def test_command_line_emulator_writes_tickets_and_stops_on_sigterm(tmp_path: Pat
 
     host = "127.0.0.9"
     port, control_port = _free_port(host), _free_port("127.0.0.1")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     proc = subprocess.Popen(
         [sys.executable, "-m", "kprintd.emulator", "--printer", f"kitchen={host}:{port}/32",
          "--out", str(tmp_path), "--png", "--control", f"127.0.0.1:{control_port}"],
