@@ -1,39 +1,37 @@
-"""Running kprintd for real in tests: in-process (a thread with its own event loop) or as a
-`kprintd run` subprocess that can be SIGTERMed or SIGKILLed, plus emulated printers on loopback."""
+"""Running the real kprintd: in-process (a thread with its own event loop) or as a `kprintd run`
+child process that can be SIGTERMed or SIGKILLed.
+
+Owns starting the daemon, knowing when it is ready and stopping it again. In-process
+(:class:`RunningDaemon`) is what the tests and the demo use: the daemon's objects can be looked at.
+A child process (:class:`DaemonProcess`) is configured only through KPRINTD_* variables, as under
+systemd, has its own memory and GIL, and can tell it is ready over NOTIFY_SOCKET (the benchmark).
+`running_daemon`, `daemon_process` and `daemon_env` are the tests' shortcuts: FAST_SETTINGS, and
+the daemon's own login.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import json
+import ctypes
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import uvloop
-from psycopg.rows import dict_row
 
 from kprintd.config import Settings
 from kprintd.daemon import Daemon
-from kprintd.emulator import EmulatedPrinter
+from kprintd.harness.cluster import as_login
 
-# Each test gets printers on its own loopback addresses, so a printer left over by a failed test
-# never answers for the next one; the second octet follows the process, so test runs going on
-# side by side (two checkouts, a CI job beside a developer's) rarely share a /16.
-_SECOND_OCTET = 100 + os.getpid() % 150
-_addresses = (
-    f"127.{_SECOND_OCTET}.{a}.{b}" for a, b in itertools.product(range(0, 250), range(2, 250))
-)
-
+# The tests' settings: timeouts and retries short enough for a test to see them happen.
 FAST_SETTINGS: dict[str, Any] = {
     "printer_connect_timeout_s": 0.5,
     "printer_send_timeout_s": 0.5,
@@ -47,77 +45,183 @@ FAST_SETTINGS: dict[str, Any] = {
     "log_level": "warning",
 }
 
-
-def next_loopback() -> str:
-    return next(_addresses)
+PR_SET_PDEATHSIG = 1
 
 
-def start_printer(name: str, **kwargs: Any) -> EmulatedPrinter:
-    printer = EmulatedPrinter(name, host=next_loopback(), port=9100, **kwargs)
-    printer.start()
-    return printer
+class DaemonError(RuntimeError):
+    """The daemon did not start, stopped on its own, or did not stop when asked."""
 
 
 class RunningDaemon:
-    """A Daemon on its own event loop thread; `stop()` behaves like SIGTERM."""
+    """A Daemon on its own event loop thread; `stop()` is what SIGTERM does."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.daemon: Daemon | None = None
         self.exit_code: int | None = None
+        self.error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._started = threading.Event()
         self._thread = threading.Thread(target=self._main, name="kprintd-daemon", daemon=True)
 
     def _main(self) -> None:
         async def body() -> int:
             self._loop = asyncio.get_running_loop()
             self.daemon = Daemon(self.settings)
-            self._started.set()
             return await self.daemon.run()
 
-        self.exit_code = uvloop.run(body())
+        try:
+            self.exit_code = uvloop.run(body())
+        except BaseException as exc:  # reported by check() on the caller's thread
+            self.error = exc
+
+    def check(self) -> None:
+        """Raise DaemonError if the daemon stopped without being asked to."""
+        if self._thread.ident is not None and not self._thread.is_alive():
+            raise DaemonError(f"kprintd stopped unexpectedly: {self.error or self.exit_code}")
 
     def start(self, ready_timeout: float = 15.0) -> RunningDaemon:
+        """Start the daemon and return once it listens and has scanned for due tickets."""
         self._thread.start()
-        if not self._started.wait(ready_timeout):
-            raise TimeoutError("daemon thread did not start")
         deadline = time.monotonic() + ready_timeout
-        while not (self.daemon and self.daemon.ready.is_set()):
+        while not (self.daemon is not None and self.daemon.ready.is_set()):
+            self.check()
             if time.monotonic() > deadline:
-                raise TimeoutError("daemon did not become ready")
+                raise DaemonError(f"kprintd was not ready after {ready_timeout:g} s")
             time.sleep(0.01)
         return self
 
     def stop(self, timeout: float = 20.0) -> int | None:
+        """Ask for a clean stop and wait for it; returns the daemon's exit code."""
         if self._loop is not None and self.daemon is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self.daemon.request_stop)
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            raise TimeoutError("daemon did not stop")
+            with contextlib.suppress(RuntimeError):  # the loop ended in the meantime
+                self._loop.call_soon_threadsafe(self.daemon.request_stop)
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise DaemonError(f"kprintd did not stop within {timeout:g} s")
         return self.exit_code
 
 
-# Logins the test run creates (tests/conftest.py), one per duty of sql/0033_roles.sql.
-LOGINS = {
-    "kprintd_daemon": "kprintd_test_daemon",
-    "kprintd_pos": "kprintd_test_pos",
-    "kprintd_manager": "kprintd_test_manager",
-    "kprintd_auditor": "kprintd_test_auditor",
-}
-LOGIN_PASSWORD = "kprintd-test"
+def kprintd_env(
+    settings: Mapping[str, Any], *, notify_socket: Path | None = None
+) -> dict[str, str]:
+    """This process's environment with kprintd's settings as KPRINTD_* variables only.
+
+    With `notify_socket`, systemd's variables are replaced: NOTIFY_SOCKET names that socket.
+    """
+    env = {key: value for key, value in os.environ.items() if not key.startswith("KPRINTD_")}
+    if notify_socket is not None:
+        env = {
+            key: value
+            for key, value in env.items()
+            if not key.startswith("WATCHDOG_") and key != "NOTIFY_SOCKET"
+        }
+        env["NOTIFY_SOCKET"] = str(notify_socket)
+    env.update({f"KPRINTD_{key.upper()}": str(value) for key, value in settings.items()})
+    return env
 
 
-def as_login(database_url: str, duty: str) -> str:
-    """The same database, connected as the test login of a duty (a kprintd_* group role)."""
-    params = psycopg.conninfo.conninfo_to_dict(database_url)
-    params.update(user=LOGINS[duty], password=LOGIN_PASSWORD)
-    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in params.items()})
+def _terminate_with_parent() -> None:
+    """In the child before exec: SIGTERM it when whoever started it dies, however it dies."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class DaemonProcess:
+    """`kprintd run` as a child process, its output (stdout and stderr) appended to `log_path`.
+
+    With `notify_socket`, the daemon tells it is ready as under systemd (READY=1), which
+    wait_ready() waits for. The child runs in its own session and is SIGTERMed if this process
+    dies; kill() (or leaving the `with` block) makes sure it is gone.
+    """
+
+    def __init__(
+        self, settings: Mapping[str, Any], log_path: Path, *, notify_socket: Path | None = None
+    ) -> None:
+        self.settings = dict(settings)
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self._notify_path = notify_socket
+        self._notify: socket.socket | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "daemon not started"
+        return self.process.pid
+
+    def start(self) -> DaemonProcess:
+        if self._notify_path is not None:
+            self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self._notify.bind(str(self._notify_path))
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "kprintd.cli", "run"],
+                env=kprintd_env(self.settings, notify_socket=self._notify_path),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_terminate_with_parent,
+            )
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Return once the daemon said READY=1 (it listens and has scanned for due tickets)."""
+        assert self.process is not None and self._notify is not None, "start with notify_socket"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                code = self.process.returncode
+                raise DaemonError(f"kprintd run exited with {code} at start:\n{self.log_tail()}")
+            self._notify.settimeout(0.2)
+            try:
+                message = self._notify.recv(4096).decode(errors="replace")
+            except TimeoutError:
+                continue
+            if "READY=1" in message.split("\n"):
+                # Later status messages find no socket, which the daemon shrugs off.
+                self._close_notify()
+                return
+        raise DaemonError(f"kprintd run was not ready within {timeout:g} s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, as systemd stops it, and wait for the exit; returns the exit code."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        """Cleanup: whatever is left of the daemon is gone after this."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self._close_notify()
+
+    def _close_notify(self) -> None:
+        if self._notify is not None:
+            self._notify.close()
+            self._notify = None
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> DaemonProcess:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.kill()
+
+
+# --------------------------------------------------------------------------- the tests' shortcuts
 
 
 @contextlib.contextmanager
 def running_daemon(database_url: str, **overrides: Any) -> Iterator[RunningDaemon]:
-    """`kprintd run` in-process, logged in as the daemon's role, as in a store."""
+    """`kprintd run` in-process with FAST_SETTINGS, as the daemon's login, as in a store."""
     settings = Settings(
         database_url=as_login(database_url, "kprintd_daemon"), **{**FAST_SETTINGS, **overrides}
     )
@@ -129,193 +233,21 @@ def running_daemon(database_url: str, **overrides: Any) -> Iterator[RunningDaemo
 
 
 def daemon_env(database_url: str, **overrides: Any) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KPRINTD_")}
-    for key, value in {**FAST_SETTINGS, "database_url": database_url, **overrides}.items():
-        env[f"KPRINTD_{key.upper()}"] = str(value)
-    return env
+    """The environment of a kprintd command run with FAST_SETTINGS on `database_url`."""
+    return kprintd_env({**FAST_SETTINGS, "database_url": database_url, **overrides})
 
 
 @contextlib.contextmanager
 def daemon_process(
     database_url: str, log_path: Path, **overrides: Any
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """`kprintd run` as a child process; killed at the end if the test did not stop it."""
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "kprintd.cli", "run"],
-            env=daemon_env(as_login(database_url, "kprintd_daemon"), **overrides),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            process.wait(10)
-
-
-def wait_until(
-    condition: Callable[[], Any], timeout: float = 15.0, interval: float = 0.02, what: str = ""
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what or condition}")
-        time.sleep(interval)
-
-
-def query(database_url: str, sql: str, params: Any = None) -> list[dict[str, Any]]:
-    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
-        cursor = conn.execute(sql, params)
-        return cursor.fetchall() if cursor.description else []
-
-
-def ticket_statuses(database_url: str) -> dict[int, str]:
-    rows = query(database_url, "SELECT id, status FROM kitchen_kitchenticket ORDER BY id")
-    return {r["id"]: r["status"] for r in rows}
-
-
-def all_settled(database_url: str) -> bool:
-    rows = query(
-        database_url,
-        "SELECT count(*) AS n FROM kitchen_kitchenticket WHERE status IN ('new', 'printing')",
-    )
-    return bool(rows[0]["n"] == 0)
-
-
-def listener_connected(database_url: str) -> bool:
-    """True once a kprintd daemon LISTENs on this test's database."""
-    rows = query(
-        database_url,
-        "SELECT count(*) AS n FROM pg_stat_activity"
-        " WHERE application_name = 'kprintd-listener' AND datname = current_database()",
-    )
-    return bool(rows[0]["n"])
-
-
-def ticket_id_of(received_text: str) -> int:
-    import re
-
-    match = re.search(r"Ticket #(\d+)", received_text)
-    assert match, f"no ticket id in:\n{received_text}"
-    return int(match.group(1))
-
-
-def has_retry_banner(received_text: str) -> bool:
-    return "R E T R Y" in received_text
-
-
-class Restaurant:
-    """One brand with products per station and printers on loopback emulators."""
-
-    def __init__(self, url: str, store_id: uuid.UUID | None = None) -> None:
-        self.url = url
-        self.store_id = store_id
-        self.printers: list[EmulatedPrinter] = []
-        self.brand_id = query(
-            url, "INSERT INTO core_brand (name) VALUES ('Warung Test') RETURNING id"
-        )[0]["id"]
-        self.products: dict[str, uuid.UUID] = {}
-        self._bills = 0
-
-    def product(self, station: str) -> uuid.UUID:
-        if station not in self.products:
-            self.products[station] = query(
-                self.url,
-                "INSERT INTO core_product (brand_id, name, printer_target)"
-                " VALUES (%s, %s, %s) RETURNING id",
-                (self.brand_id, f"{station.title()} Special", station),
-            )[0]["id"]
-        return self.products[station]
-
-    def printer(
-        self, station: str, priority: int = 1, name: str | None = None, **kwargs: Any
-    ) -> EmulatedPrinter:
-        emulator = start_printer(name or f"{station}-{priority}", **kwargs)
-        self.printers.append(emulator)
-        query(
-            self.url,
-            "INSERT INTO kitchen_stationprinter (brand_id, store_id, station_code, printer_name,"
-            " printer_ip, printer_port, priority) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (
-                self.brand_id,
-                self.store_id,
-                station,
-                emulator.name,
-                emulator.host,
-                emulator.port,
-                priority,
-            ),
-        )
-        return emulator
-
-    def send(self, *stations: str, max_retries: int | None = None) -> list[int]:
-        """A bill with one item per station, sent to the kitchen; returns the ticket ids."""
-        self._bills += 1
-        # As the POS: its own login, in the kprintd_pos role (sql/0033_roles.sql). A test that
-        # also changes the tickets' max_retries before they commit acts as their owner instead.
-        login = as_login(self.url, "kprintd_pos") if max_retries is None else self.url
-        with psycopg.connect(login) as conn:
-            bill_id = conn.execute(
-                "INSERT INTO pos_bill (brand_id, store_id, bill_number, table_number)"
-                " VALUES (%s, %s, %s, '7') RETURNING id",
-                (self.brand_id, self.store_id, f"B-{self._bills}-{uuid.uuid4().hex[:6]}"),
-            ).fetchone()[0]  # type: ignore[index]
-            for station in stations:
-                conn.execute(
-                    "INSERT INTO pos_billitem (bill_id, product_id, quantity, printer_target)"
-                    " VALUES (%s, %s, 1, %s)",
-                    (bill_id, self.product(station), station),
-                )
-            ids = [
-                row[0]
-                for row in conn.execute(
-                    "SELECT id FROM kitchen_create_tickets(%s) ORDER BY id", (bill_id,)
-                ).fetchall()
-            ]
-            if max_retries is not None:
-                conn.execute(
-                    "UPDATE kitchen_kitchenticket SET max_retries = %s WHERE id = ANY(%s)",
-                    (max_retries, ids),
-                )
-        return ids
-
-    def stop(self) -> None:
-        for printer in self.printers:
-            printer.stop()
-
-
-def log_actions(url: str, ticket_id: int) -> list[str]:
-    rows = query(
-        url,
-        "SELECT action FROM kitchen_kitchenticketlog WHERE ticket_id = %s ORDER BY id",
-        (ticket_id,),
-    )
-    return [r["action"] for r in rows]
-
-
-def ticket(url: str, ticket_id: int) -> dict[str, Any]:
-    return query(url, "SELECT * FROM kitchen_kitchenticket WHERE id = %s", (ticket_id,))[0]
-
-
-def received_alerts(listener: psycopg.Connection[Any]) -> list[dict[str, Any]]:
-    """What a connection LISTENing on kitchen_alert (the `alerts` fixture) has heard so far."""
-    return [json.loads(n.payload) for n in listener.notifies(timeout=0.3)]
-
-
-def alerts_process(url: str, *args: str) -> subprocess.Popen[str]:
-    """`kprintd alerts ARGS` as a child process, returned once it listens."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kprintd.cli", "alerts", *args],
-        env=daemon_env(as_login(url, "kprintd_auditor")),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stderr is not None
-    assert "listening for alerts" in process.stderr.readline()
-    return process
+    """`kprintd run` as a child process with FAST_SETTINGS, logged in as the daemon's role (this
+    process's NOTIFY_SOCKET, if any, passed on); killed at the end if the test did not stop it."""
+    settings = {
+        **FAST_SETTINGS,
+        "database_url": as_login(database_url, "kprintd_daemon"),
+        **overrides,
+    }
+    with DaemonProcess(settings, log_path) as daemon:
+        assert daemon.process is not None
+        yield daemon.process

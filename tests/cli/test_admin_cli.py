@@ -15,8 +15,15 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from kprintd.harness import Restaurant, as_login, daemon_env, log_actions, query, ticket
-from kprintd.harness.pytest_plugin import PostgresServer
+from kprintd.harness import (
+    PostgresServer,
+    Restaurant,
+    as_login,
+    daemon_env,
+    log_actions,
+    query,
+    ticket,
+)
 
 # Nothing listens on port 1 of loopback: the connection is refused at once.
 UNREACHABLE = "postgresql://kprintd@127.0.0.1:1/pos?connect_timeout=2"

@@ -19,8 +19,7 @@ import pytest
 from psycopg import errors, sql
 from psycopg.rows import dict_row
 
-from kprintd.harness import alerts_process, daemon_env, query
-from kprintd.harness.pytest_plugin import PostgresServer
+from kprintd.harness import PostgresServer, alerts_process, daemon_env, query
 from kprintd.monitor import format_alert, parse_alert, printable
 
 Conn = psycopg.Connection[dict[str, Any]]

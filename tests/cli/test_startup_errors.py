@@ -16,9 +16,15 @@ import pytest
 from psycopg import sql
 
 from kprintd import daemon
-from kprintd.harness import daemon_env, daemon_process, listener_connected, query, wait_until
+from kprintd.harness import (
+    PostgresServer,
+    daemon_env,
+    daemon_process,
+    listener_connected,
+    query,
+    wait_until,
+)
 from kprintd.harness.pgembed import EmbeddedPostgres, EmbeddedPostgresError, find_server_bindir
-from kprintd.harness.pytest_plugin import PostgresServer
 
 COMMANDS = [
     pytest.param(["migrate"], id="migrate"),

@@ -24,13 +24,13 @@ from kprintd.daemon import DropLog, payload_sample
 from kprintd.db import notice_from_payload
 from kprintd.harness import (
     FAST_SETTINGS,
+    PostgresServer,
     Restaurant,
     RunningDaemon,
     query,
     running_daemon,
     wait_until,
 )
-from kprintd.harness.pytest_plugin import PostgresServer
 from tests.cli.test_startup_errors import kprintd, one_error_line, with_params
 
 NO_SWEEP: dict[str, Any] = {"sweep_interval_s": 3600.0}

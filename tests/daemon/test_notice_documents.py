@@ -31,6 +31,7 @@ from kprintd import dispatch
 from kprintd.db import RouteKey, TicketNotice, notice_from_payload
 from kprintd.emulator import Fault, FaultMode
 from kprintd.harness import (
+    PostgresServer,
     Restaurant,
     add_item,
     all_settled,
@@ -45,7 +46,6 @@ from kprintd.harness import (
     ticket_id_of,
     wait_until,
 )
-from kprintd.harness.pytest_plugin import PostgresServer
 from kprintd.printer_status import PaperState
 
 Conn = psycopg.Connection[dict[str, Any]]
