@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install postgres test demo lint bench clean
+.PHONY: install postgres test test-fast demo lint bench clean
 
 install: $(STAMP) postgres
 
@@ -25,6 +25,11 @@ postgres:
 
 test: install
 	$(BIN)/pytest
+
+# Everything but the tests marked slow (about 2 s or more each: daemons as child processes, the
+# demo, the benchmarks' smoke runs, mypy): for the edit-test loop; `make test` is what CI runs.
+test-fast: install
+	$(BIN)/pytest -m "not slow"
 
 lint: install
 	$(BIN)/ruff check kprintd tests bench

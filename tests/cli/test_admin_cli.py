@@ -102,6 +102,7 @@ def test_help_lists_the_admin_commands() -> None:
         assert command in result.stdout
 
 
+@pytest.mark.slow
 def test_tickets_lists_the_last_tickets_as_text_and_json(
     database_url: str, restaurant: Restaurant
 ) -> None:
@@ -142,6 +143,7 @@ def test_tickets_lists_the_last_tickets_as_text_and_json(
     assert limited[-1] == "(the last 2; --limit N shows more)"
 
 
+@pytest.mark.slow
 def test_tickets_failed_and_stuck(database_url: str, restaurant: Restaurant) -> None:
     waiting, broken = send(restaurant, "kitchen", "bar")
     failed(database_url, broken, "cutter jammed")
@@ -177,6 +179,7 @@ def test_tickets_failed_and_stuck(database_url: str, restaurant: Restaurant) -> 
     assert ok(kprintd(database_url, "tickets", "--failed")) == "No failed tickets.\n"
 
 
+@pytest.mark.slow
 def test_tickets_of_one_bill_by_number_and_by_id(database_url: str, restaurant: Restaurant) -> None:
     kitchen, bar = send(restaurant, "kitchen", "bar")
     restaurant.send("kitchen")  # another bill: not listed
@@ -210,6 +213,7 @@ def test_tickets_of_one_bill_by_number_and_by_id(database_url: str, restaurant: 
     assert "or with that id" in line
 
 
+@pytest.mark.slow
 def test_control_characters_from_the_database_are_escaped_in_text(
     database_url: str, restaurant: Restaurant
 ) -> None:
@@ -233,6 +237,7 @@ def test_control_characters_from_the_database_are_escaped_in_text(
     assert "\x1b" not in line and "\\x1b[2J" in line
 
 
+@pytest.mark.slow
 def test_listings_keep_to_the_configured_scope(database_url: str, restaurant: Restaurant) -> None:
     other = Restaurant(database_url)
     (ours,) = restaurant.send("kitchen")
@@ -294,6 +299,7 @@ def test_reprint_of_every_item_and_of_some(database_url: str, restaurant: Restau
     assert item_ids(database_url, outcome["new_ticket_id"]) == [items[1]], "only that item"
 
 
+@pytest.mark.slow
 def test_reset_of_a_failed_ticket(database_url: str, restaurant: Restaurant) -> None:
     first, second = send(restaurant, "kitchen", "bar")
     failed(database_url, first)
@@ -332,6 +338,7 @@ def test_reset_of_a_stuck_print_says_it_prints_with_retry(
     assert ticket(database_url, ticket_id)["may_have_printed"] is True
 
 
+@pytest.mark.slow
 def test_mark_printed_and_mark_failed(database_url: str, restaurant: Restaurant) -> None:
     first, second, third = send(restaurant, "kitchen", "bar", "dessert")
 
@@ -414,6 +421,7 @@ def test_refused_actions_are_one_line_exit_1_and_change_nothing(
     assert query(database_url, "SELECT count(*) AS n FROM kitchen_kitchenticket") == tickets_before
 
 
+@pytest.mark.slow
 def test_unknown_ticket_is_exit_1(database_url: str) -> None:
     for args in (
         ["reset", "424242"],
@@ -434,6 +442,7 @@ def test_errors_stay_on_stderr_with_json(database_url: str, restaurant: Restaura
     assert line == f"kprintd: mark-printed: ticket {ticket_id} is already printed"
 
 
+@pytest.mark.slow
 def test_a_ticket_locked_elsewhere_is_exit_1_not_a_hang(
     database_url: str, restaurant: Restaurant
 ) -> None:
@@ -553,6 +562,7 @@ def test_a_login_without_rights_gets_permission_denied_exit_2(
     assert ticket(database_url, ticket_id)["status"] == "failed"
 
 
+@pytest.mark.slow
 def test_a_manager_login_lists_and_acts(database_url: str, restaurant: Restaurant) -> None:
     # The test run's kprintd_manager login (sql/0033_roles.sql): EXECUTE is all it has.
     url = as_login(database_url, "kprintd_manager")

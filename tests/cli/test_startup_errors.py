@@ -87,6 +87,7 @@ def test_an_unreachable_database_is_one_line_and_exit_2(args: list[str]) -> None
     assert "Connection refused" in line
 
 
+@pytest.mark.slow
 def test_run_waits_out_an_unreachable_database_until_stopped(tmp_path: Path) -> None:
     url = f"postgresql://kprintd@127.0.0.1:{closed_port()}/pos"
     log = tmp_path / "daemon.log"
@@ -191,6 +192,7 @@ def password_server() -> Iterator[EmbeddedPostgres]:
         server.destroy()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", COMMANDS)
 def test_a_wrong_password_is_one_line_and_exit_2(
     args: list[str], password_server: EmbeddedPostgres

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
+
 from kprintd import __version__
 from kprintd.harness import (
     Restaurant,
@@ -37,6 +39,7 @@ def kprintd(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_status_all_well_with_a_live_daemon_and_a_healthy_printer(
     database_url: str,
     restaurant: Restaurant,
@@ -71,6 +74,7 @@ def test_status_all_well_with_a_live_daemon_and_a_healthy_printer(
     assert stopped == [{"state": "stopped", "tickets_printed": 1}], "a clean stop is recorded"
 
 
+@pytest.mark.slow
 def test_status_shows_planned_maintenance_and_the_last_hours_alerts(
     database_url: str,
     restaurant: Restaurant,
@@ -113,6 +117,7 @@ def test_status_shows_planned_maintenance_and_the_last_hours_alerts(
     assert [a["message"] for a in report["recent_alerts"]] == ["Dessert is out of paper"]
 
 
+@pytest.mark.slow
 def test_status_needs_attention_exits_1_and_says_why(
     database_url: str,
     restaurant: Restaurant,
@@ -142,6 +147,7 @@ def test_status_needs_attention_exits_1_and_says_why(
     assert report["failed_24h"] == 1
 
 
+@pytest.mark.slow
 def test_status_exits_2_when_the_database_cannot_be_read(empty_database_url: str) -> None:
     result = kprintd(UNREACHABLE, "status")
     assert (result.returncode, result.stdout) == (2, "")
@@ -165,6 +171,7 @@ def raise_alert(url: str, kind: str, severity: str, message: str, **details: Any
     )
 
 
+@pytest.mark.slow
 def test_alerts_prints_json_lines_and_stops_after_count(database_url: str) -> None:
     process = alerts_process(database_url, "--json", "--count", "2", "--timeout", "20")
     raise_alert(database_url, "printer_down", "warning", "Bar is out of paper", station="bar")
@@ -180,12 +187,14 @@ def test_alerts_prints_json_lines_and_stops_after_count(database_url: str) -> No
     assert all(a["at"].endswith("Z") for a in lines)
 
 
+@pytest.mark.slow
 def test_alerts_timeout_without_enough_alerts_exits_1(database_url: str) -> None:
     process = alerts_process(database_url, "--count", "1", "--timeout", "0.5")
     out, _ = process.communicate(timeout=10)
     assert (process.returncode, out) == (1, "")
 
 
+@pytest.mark.slow
 def test_alerts_exits_cleanly_on_sigterm(database_url: str) -> None:
     process = alerts_process(database_url)
     raise_alert(database_url, "printer_recovered", "info", "Bar is ready again", station="bar")

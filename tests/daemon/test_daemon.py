@@ -117,6 +117,7 @@ def test_failover_to_the_backup_within_the_same_attempt(
     assert primary_row["last_error_message"]
 
 
+@pytest.mark.slow
 def test_a_tripped_primary_is_skipped_until_it_answers_again(
     database_url: str, restaurant: Restaurant
 ) -> None:
@@ -169,6 +170,7 @@ def test_backoff_then_failed_with_an_alert(database_url: str, restaurant: Restau
     assert failed_alerts[0]["severity"] == "critical"
 
 
+@pytest.mark.slow
 def test_station_without_printer_fails_once_with_no_printer(
     database_url: str, restaurant: Restaurant
 ) -> None:
@@ -195,6 +197,7 @@ def test_station_without_printer_fails_once_with_no_printer(
     assert (unroutable["station"], unroutable["reason"]) == ("grill", "no_printer")
 
 
+@pytest.mark.slow
 def test_two_daemons_print_each_ticket_exactly_once(
     database_url: str, restaurant: Restaurant
 ) -> None:
@@ -219,6 +222,7 @@ def test_two_daemons_print_each_ticket_exactly_once(
     assert {c["d"] for c in claimers} <= {"daemon-a", "daemon-b"}
 
 
+@pytest.mark.slow
 def test_sigkill_mid_print_reprints_with_retry_banner(
     database_url: str, restaurant: Restaurant, tmp_path: Path
 ) -> None:
@@ -247,6 +251,7 @@ def test_sigkill_mid_print_reprints_with_retry_banner(
     assert "retry" in log_actions(database_url, ticket_id)
 
 
+@pytest.mark.slow
 def test_sigterm_exits_cleanly_and_loses_nothing(
     database_url: str, restaurant: Restaurant, tmp_path: Path
 ) -> None:

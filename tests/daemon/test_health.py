@@ -179,6 +179,7 @@ def test_routing_skips_a_printer_whose_check_failed_until_a_check_says_it_is_bac
     assert ticket_id_of(primary.tickets()[0].text) == third
 
 
+@pytest.mark.slow
 def test_a_printer_that_loses_ticket_data_stays_skipped_while_its_checks_pass(
     database_url: str, restaurant: Restaurant, alerts: psycopg.Connection[Any]
 ) -> None:
@@ -205,6 +206,7 @@ def test_a_printer_that_loses_ticket_data_stays_skipped_while_its_checks_pass(
 # --- Alerts ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_one_alert_per_state_change_not_per_check(
     database_url: str, restaurant: Restaurant, alerts: psycopg.Connection[Any]
 ) -> None:
@@ -255,6 +257,7 @@ def test_alert_payload_names_the_printer_station_and_change(
     )
 
 
+@pytest.mark.slow
 def test_a_print_failure_and_a_failed_check_announce_the_outage_once(
     database_url: str, restaurant: Restaurant, alerts: psycopg.Connection[Any]
 ) -> None:

@@ -109,6 +109,7 @@ def test_a_live_daemon_not_listening_for_more_than_30_s_needs_attention(conn: Co
     assert shown["fine"]["listening"] is True and shown["unknown"]["listening"] is None
 
 
+@pytest.mark.slow
 def test_status_shows_a_daemon_that_is_not_listening(conn: Conn, database_url: str) -> None:
     beat(conn, "store-server:1", False, timedelta(seconds=5))
     result = status(database_url)
@@ -149,6 +150,7 @@ def kill_listener(database_url: str) -> None:
     )
 
 
+@pytest.mark.slow
 def test_a_daemon_whose_listener_cannot_come_back_is_shown_within_seconds_then_needs_attention(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

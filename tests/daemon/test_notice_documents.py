@@ -248,6 +248,7 @@ _json = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(
     station=st.text(min_size=1, max_size=50).filter(str.isprintable),

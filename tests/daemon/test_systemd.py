@@ -122,6 +122,7 @@ def test_watchdog_interval_is_half_the_timeout(monkeypatch: pytest.MonkeyPatch) 
     assert watchdog_interval_s() is None
 
 
+@pytest.mark.slow
 def test_daemon_reports_ready_status_watchdog_and_stopping(
     database_url: str, notify_socket: socket.socket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

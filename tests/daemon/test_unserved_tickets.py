@@ -162,6 +162,7 @@ def test_a_ticket_of_a_brand_no_daemon_serves_is_unserved(conn: Conn) -> None:
     assert unserved(conn) == []
 
 
+@pytest.mark.slow
 def test_a_station_without_an_active_printer_for_the_store_is_unserved(conn: Conn) -> None:
     brand = make_brand(conn)
     beat(conn, "central:1")
@@ -185,6 +186,7 @@ def test_a_station_without_an_active_printer_for_the_store_is_unserved(conn: Con
     }
 
 
+@pytest.mark.slow
 def test_a_station_whose_printers_are_all_in_maintenance_is_not_unserved(conn: Conn) -> None:
     brand = make_brand(conn)
     beat(conn, "central:1")
@@ -214,6 +216,7 @@ def test_without_any_live_daemon_every_waiting_ticket_is_unserved(conn: Conn) ->
     assert unserved(conn) == [(ticket, "no_daemon")], "its daemon went stale"
 
 
+@pytest.mark.slow
 def test_only_tickets_waiting_longer_than_the_grace_with_attempts_left_are_listed(
     conn: Conn,
 ) -> None:
@@ -233,6 +236,7 @@ def test_only_tickets_waiting_longer_than_the_grace_with_attempts_left_are_liste
     assert (spent, "out_of_attempts") in {(r["ticket_id"], r["reason"]) for r in stuck}
 
 
+@pytest.mark.slow
 def test_routes_count_their_tickets_and_name_the_oldest(conn: Conn) -> None:
     brand = make_brand(conn)
     beat(conn, "store-server:1", store_id=STORE)
@@ -257,6 +261,7 @@ def scanned_relations(plan: Any, scan: str) -> set[str]:
     return found
 
 
+@pytest.mark.slow
 def test_finding_them_reads_the_waiting_tickets_through_an_index(conn: Conn) -> None:
     brand = make_brand(conn)
     beat(conn, "store-server:1", store_id=STORE)
@@ -280,6 +285,7 @@ def test_finding_them_reads_the_waiting_tickets_through_an_index(conn: Conn) -> 
 # --- kprintd status -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_status_of_a_one_store_daemon_shows_tickets_without_a_store_and_exits_1(
     conn: Conn, database_url: str
 ) -> None:
@@ -318,6 +324,7 @@ def test_status_of_a_one_store_daemon_shows_tickets_without_a_store_and_exits_1(
     )
 
 
+@pytest.mark.slow
 def test_status_of_any_scope_shows_unserved_tickets_of_other_brands(
     conn: Conn, database_url: str
 ) -> None:
@@ -332,6 +339,7 @@ def test_status_of_any_scope_shows_unserved_tickets_of_other_brands(
     assert [a["kind"] for a in report["attention"]] == ["unserved_tickets"]
 
 
+@pytest.mark.slow
 def test_status_is_all_well_once_nothing_waits_unserved(conn: Conn, database_url: str) -> None:
     brand = make_brand(conn)
     beat(conn, "store-server:1", store_id=STORE)
@@ -341,6 +349,7 @@ def test_status_is_all_well_once_nothing_waits_unserved(conn: Conn, database_url
     assert "Unserved tickets: 0" in result.stdout and "All well." in result.stdout
 
 
+@pytest.mark.slow
 def test_status_escapes_control_characters_from_the_database(conn: Conn, database_url: str) -> None:
     brand = make_brand(conn, "Evil\x1b[2J\x07")
     make_printer(conn, brand, "kitchen", name="Bar\x1b]0;pwned\x07", store_id=STORE)
@@ -388,6 +397,7 @@ def raised_by(url: str, alert_type: str) -> set[str]:
     return {a["raised_by"] for a in unserved_alerts(url) if a["alert_type"] == alert_type}
 
 
+@pytest.mark.slow
 def test_a_daemon_out_of_the_tickets_scope_announces_them_once_and_when_they_print(
     conn: Conn,
     database_url: str,
@@ -455,6 +465,7 @@ def test_a_daemon_out_of_the_tickets_scope_announces_them_once_and_when_they_pri
     ]
 
 
+@pytest.mark.slow
 def test_two_daemons_out_of_scope_announce_a_route_once_and_its_end_once(
     conn: Conn,
     database_url: str,
@@ -486,6 +497,7 @@ def test_two_daemons_out_of_scope_announce_a_route_once_and_its_end_once(
     assert [a["sent"] for a in unserved_alerts(database_url)] == [True, False, True, False]
 
 
+@pytest.mark.slow
 def test_with_default_settings_the_alert_comes_within_a_minute_of_the_ticket(
     conn: Conn,
     database_url: str,

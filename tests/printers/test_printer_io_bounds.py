@@ -214,6 +214,7 @@ def test_a_station_whose_device_floods_fails_over_once_and_other_stations_print(
 # --------------------------------------------------------------------------- big jobs
 
 
+@pytest.mark.slow
 def test_a_big_job_prints_once_on_a_slow_printer_and_fails_in_bounded_time_on_a_black_hole() -> (
     None
 ):
@@ -274,6 +275,7 @@ def send_big_order(restaurant: Restaurant, items: int = 120) -> int:
     return int(ticket_id)
 
 
+@pytest.mark.slow
 def test_a_120_item_ticket_on_a_slow_printer_prints_once(
     database_url: str, restaurant: Restaurant
 ) -> None:

@@ -368,6 +368,7 @@ def _is_cut(text: str, limit: int, codepage: str, paragraphs: bool = False) -> b
 _ITEMS_LEFT_OUT = re.compile(r"\d+ (MORE )?ITEMS? NOT PRINTED")
 
 
+@pytest.mark.slow
 @settings(
     max_examples=200,
     deadline=None,

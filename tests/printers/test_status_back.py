@@ -317,6 +317,7 @@ def print_spaced(restaurant: Restaurant, printer: EmulatedPrinter, count: int) -
         time.sleep(0.25)
 
 
+@pytest.mark.slow
 def test_a_printer_that_pushes_its_status_is_asked_only_to_confirm_each_job(
     database_url: str, restaurant: Restaurant
 ) -> None:
@@ -330,6 +331,7 @@ def test_a_printer_that_pushes_its_status_is_asked_only_to_confirm_each_job(
     assert kitchen.stats().status_requests - asked == confirmations
 
 
+@pytest.mark.slow
 def test_a_printer_that_does_not_push_is_asked_before_each_job_too(
     database_url: str, restaurant: Restaurant
 ) -> None:
@@ -377,6 +379,7 @@ def test_paper_out_pushed_between_tickets_sends_the_next_to_the_backup_unmarked(
     assert len(primary.tickets()) == 1, "no copy waiting in the primary for its paper"
 
 
+@pytest.mark.slow
 def test_a_printer_that_hangs_after_saying_ready_costs_one_retry_banner_never_a_silent_copy(
     database_url: str, restaurant: Restaurant
 ) -> None:

@@ -249,6 +249,7 @@ def test_example_1_row_for_row_prints_each_ticket_once_complete(pos: Pos) -> Non
         assert created_rows(pos.url, ticket_id) == [{"actor": "system"}]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_a_writer_that_commits_each_row_alone_gets_complete_tickets_once(pos: Pos) -> None:
     stations = ("kitchen", "bar")

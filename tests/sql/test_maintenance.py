@@ -211,6 +211,7 @@ def test_a_primary_in_maintenance_is_skipped_for_the_backup_without_a_failure(
     assert [a["type"] for a in received_alerts(alerts)] == []
 
 
+@pytest.mark.slow
 def test_a_station_whose_printers_are_all_in_maintenance_holds_its_tickets_until_one_is_back(
     database_url: str, restaurant: Restaurant, alerts: psycopg.Connection[Any]
 ) -> None:
@@ -255,6 +256,7 @@ def test_a_station_whose_printers_are_all_in_maintenance_holds_its_tickets_until
     assert heard.index(held[0]) < heard.index(back)
 
 
+@pytest.mark.slow
 def test_a_window_that_ends_by_itself_releases_the_held_tickets(
     database_url: str, restaurant: Restaurant
 ) -> None:
@@ -269,6 +271,7 @@ def test_a_window_that_ends_by_itself_releases_the_held_tickets(
     assert ticket(database_url, ticket_id)["print_attempts"] == 1
 
 
+@pytest.mark.slow
 def test_a_window_that_follows_another_is_seen_when_the_first_ends(
     database_url: str, restaurant: Restaurant
 ) -> None:

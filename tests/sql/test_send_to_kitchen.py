@@ -385,6 +385,7 @@ def race_two_sends(database_url: str, bill: int) -> list[int]:
     return created
 
 
+@pytest.mark.slow
 def test_racing_sends_from_two_terminals_create_each_ticket_once(
     database_url: str, conn: Conn, shop: Restaurant
 ):

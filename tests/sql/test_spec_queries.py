@@ -577,6 +577,7 @@ def test_manual_resets_today(kitchen: Kitchen) -> None:
 # --- Health checks --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_latest_printer_status(kitchen: Kitchen) -> None:
     columns, rows = kitchen.table("latest_printer_status")
     assert columns == ["printer_id", "is_online", "response_time_ms", "paper_status", "checked_at"]

@@ -23,6 +23,7 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -243,6 +244,7 @@ def make_brands(conn: Conn) -> list[Brand]:
     return brands
 
 
+@pytest.mark.slow
 def test_random_pos_sessions_keep_the_kitchen_in_step(conn: Conn):
     brands = make_brands(conn)
 

@@ -128,6 +128,7 @@ def seed(conn: psycopg.Connection[Row]) -> Iterator[Seed]:
 # --- Printers -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_printer_status_is_the_latest_check_with_the_printers_counters(seed: Seed) -> None:
     main = seed.printer("main", total=10, failed=2, last_print_ago=timedelta(hours=1))
     seed.check(main, 10 * MIN)

@@ -11,7 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow  # each runs a benchmark end to end
 
 
 def test_daemon_benchmark_quick_run_reports_every_figure(tmp_path: Path) -> None:

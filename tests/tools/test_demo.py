@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the whole demo runs once, for all the tests below
+
 EXPECTED_TICKETS = {"kitchen-main": 3, "kitchen-backup": 1, "bar": 4, "dessert": 2, "checker": 6}
 
 
