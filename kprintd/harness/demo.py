@@ -1,8 +1,9 @@
 """`make demo`: a short dinner service at an Indonesian restaurant, played end to end on loopback.
 
-Owns the showcase and nothing else: it starts a throwaway PostgreSQL (kprintd.pgembed), emulated
-ESC/POS printers on 127.0.2.1-5:9100 (kprintd.emulator) and the real daemon (kprintd.daemon, on
-its own thread and event loop), then plays the POS in plain SQL: an order, an addition, a void, a
+Owns the showcase and nothing else: from the harness (kprintd.harness) it starts a throwaway
+PostgreSQL, emulated ESC/POS printers on 127.0.2.1-5:9100 and the real daemon (on its own thread
+and event loop) and sets the restaurant up as its admin screen would, then plays the POS in plain
+SQL: an order, an addition, a void, a
 manager's reprint, the main kitchen printer dying (failover to the backup) and the bar printer
 running out of paper (the ticket waits and prints once paper is back). Every ticket is shown as it
 is cut and saved as text, PNG and raw ESC/POS under --out; a summary with per-printer counts,
@@ -13,7 +14,6 @@ removed afterwards, also on failure and Ctrl-C. Never used in production.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import io
 import json
@@ -33,16 +33,14 @@ from typing import Any, TypeVar
 
 import psycopg
 import structlog
-import uvloop
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 
-from kprintd import migrate
 from kprintd.config import Settings
-from kprintd.daemon import Daemon
 from kprintd.db import ALERT_CHANNEL, TICKET_CHANNEL
 from kprintd.emulator import EmulatedPrinter, FaultMode, ReceivedTicket
-from kprintd.harness.pgembed import EmbeddedPostgres, EmbeddedPostgresError
+from kprintd.harness import DaemonError, Restaurant, RunningDaemon, embedded_server, start_printer
+from kprintd.harness.pgembed import EmbeddedPostgresError
 from kprintd.logs import configure_logging
 from kprintd.printer_status import PaperState
 
@@ -179,53 +177,6 @@ def stale_output(out: Path) -> list[Path]:
 # --------------------------------------------------------------------------- moving parts
 
 
-class DaemonThread:
-    """The real kprintd Daemon on its own thread and event loop; `stop()` is what SIGTERM does."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.daemon: Daemon | None = None
-        self.exit_code: int | None = None
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, name="kprintd", daemon=True)
-
-    def _main(self) -> None:
-        async def body() -> int:
-            self._loop = asyncio.get_running_loop()
-            self.daemon = Daemon(self._settings)
-            return await self.daemon.run()
-
-        try:
-            self.exit_code = uvloop.run(body())
-        except BaseException as exc:  # reported by check() in the demo's thread
-            self.error = exc
-
-    def check(self) -> None:
-        if self._thread.ident is not None and not self._thread.is_alive():
-            raise DemoFailure(f"kprintd stopped unexpectedly: {self.error or self.exit_code}")
-
-    def start(self, timeout: float = 15.0) -> None:
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not (self.daemon is not None and self.daemon.ready.is_set()):
-            self.check()
-            if time.monotonic() > deadline:
-                raise DemoFailure(f"kprintd was not listening after {timeout:g} s")
-            time.sleep(0.02)
-
-    def stop(self, timeout: float = 20.0) -> int | None:
-        """Ask for a clean stop and wait for it; returns the daemon's exit code."""
-        if self._loop is not None and self.daemon is not None and self._thread.is_alive():
-            with contextlib.suppress(RuntimeError):  # the loop ended in the meantime
-                self._loop.call_soon_threadsafe(self.daemon.request_stop)
-        if self._thread.ident is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                raise DemoFailure(f"kprintd did not stop within {timeout:g} s")
-        return self.exit_code
-
-
 class AlertListener:
     """LISTENs on kitchen_alert, like a manager's dashboard, and queues what it hears."""
 
@@ -273,7 +224,7 @@ class Service:
         conninfo: str,
         printers: dict[str, EmulatedPrinter],
         events: queue.Queue[Event],
-        daemon: DaemonThread,
+        daemon: RunningDaemon,
     ) -> None:
         self.printers = printers
         self.events = events
@@ -282,9 +233,10 @@ class Service:
         self.db: psycopg.Connection[DictRow] = psycopg.connect(
             conninfo, autocommit=True, row_factory=dict_row
         )
-        self.brand_id: uuid.UUID | None = None
-        self.store_id = uuid.uuid4()
-        self.products: dict[str, uuid.UUID] = {}
+        self.restaurant = Restaurant(conninfo, uuid.uuid4(), name=BRAND, pos_url=conninfo)
+        self.brand_id = self.restaurant.brand_id
+        self.store_id = self.restaurant.store_id
+        self.products = self.restaurant.products
         self.committed_at: dict[int, float] = {}  # ticket id -> time.monotonic() before COMMIT
         self.kind: dict[int, str] = {}  # ticket id -> 'bar order', 'kitchen reprint of #1', ...
         self.received: dict[int, ReceivedTicket] = {}
@@ -297,40 +249,23 @@ class Service:
 
     def configure(self) -> None:
         """What the restaurant's admin screen writes once: brand, menu, printers, header."""
-        with self.pos.transaction():
-            self.brand_id = self._scalar(
-                "INSERT INTO core_brand (name) VALUES (%s) RETURNING id", BRAND
+        for station, names in MENU.items():
+            for name in names:
+                self.restaurant.product(station, name)
+        for p in PRINTERS:
+            self.restaurant.add_printer(
+                p.station,
+                p.host,
+                self.printers[p.name].port,
+                name=p.label,
+                priority=p.priority,
+                paper_width_mm=p.paper_mm,
+                chars_per_line=p.columns,
             )
-            for station, names in MENU.items():
-                for name in names:
-                    self.products[name] = self._scalar(
-                        "INSERT INTO core_product (brand_id, name, printer_target)"
-                        " VALUES (%s, %s, %s) RETURNING id",
-                        self.brand_id,
-                        name,
-                        station,
-                    )
-            for p in PRINTERS:
-                self.pos.execute(
-                    "INSERT INTO kitchen_stationprinter (brand_id, store_id, station_code,"
-                    " printer_name, printer_ip, printer_port, priority, paper_width_mm,"
-                    " chars_per_line) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    (
-                        self.brand_id,
-                        self.store_id,
-                        p.station,
-                        p.label,
-                        p.host,
-                        self.printers[p.name].port,
-                        p.priority,
-                        p.paper_mm,
-                        p.columns,
-                    ),
-                )
-            self.pos.execute(
-                "INSERT INTO kitchen_printtemplate (brand_id, header_line) VALUES (%s, %s)",
-                (self.brand_id, f"{BRAND} - {STORE}"),
-            )
+        self.pos.execute(
+            "INSERT INTO kitchen_printtemplate (brand_id, header_line) VALUES (%s, %s)",
+            (self.brand_id, f"{BRAND} - {STORE}"),
+        )
         say(f"  core_brand '{BRAND}', store {STORE} (store_id {self.store_id})")
         say(f"  core_product: {len(self.products)} dishes and drinks, each with its station")
         say("  kitchen_printtemplate: a header line for every ticket of the brand")
@@ -341,11 +276,6 @@ class Service:
                 f"    {p.label:<15} station {p.station:<8} {role:<21}"
                 f" {p.host}:{self.printers[p.name].port:<5}  {p.paper_mm} mm, {p.columns} columns"
             )
-
-    def _scalar(self, sql: str, *params: Any) -> Any:
-        row = self.pos.execute(sql, params).fetchone()
-        assert row is not None
-        return row[0]
 
     # -- playing the POS
 
@@ -715,7 +645,7 @@ class Service:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m kprintd.demo",
+        prog="python -m kprintd.harness.demo",
         description="A short restaurant service with kprintd, a throwaway PostgreSQL and emulated "
         "printers, all on this machine (loopback only).",
     )
@@ -749,22 +679,16 @@ def start_printers(
 ) -> dict[str, EmulatedPrinter]:
     printers: dict[str, EmulatedPrinter] = {}
     for spec in PRINTERS:
-        printer = EmulatedPrinter(
-            spec.name,
-            spec.host,
-            port,
-            chars_per_line=spec.columns,
-            out_dir=out,
-            png=png,
-        )
-        printer.add_listener(events.put)
         try:
-            printer.start()
+            printer = start_printer(
+                spec.name, spec.host, port, chars_per_line=spec.columns, out_dir=out, png=png
+            )
         except OSError as exc:
             raise DemoFailure(
                 f"cannot start the emulated printer {spec.label} on {spec.host}:{port}:"
                 f" {exc.strerror or exc} (is another demo running?)"
             ) from None
+        printer.add_listener(events.put)
         stack.callback(printer.stop)
         printers[spec.name] = printer
     return printers
@@ -782,19 +706,13 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> None:
     for old in stale_output(out):
         old.unlink(missing_ok=True)
     try:
-        server = EmbeddedPostgres()
+        server = stack.enter_context(embedded_server())
     except EmbeddedPostgresError as exc:
         raise DemoFailure(str(exc)) from None
-    stack.callback(server.destroy)
-    try:
-        server.start()
-    except EmbeddedPostgresError as exc:
-        raise DemoFailure(str(exc)) from None
-    with psycopg.connect(server.conninfo(), autocommit=True) as admin:
-        admin.execute("CREATE DATABASE pos")
-    conninfo = server.conninfo("pos")
-    say(f"  Throwaway PostgreSQL in {server.base_dir} (Unix socket only), database 'pos'")
-    applied = migrate.migrate(conninfo)
+    assert server.embedded is not None
+    conninfo = server.create_database("pos")
+    say(f"  Throwaway PostgreSQL in {server.embedded.base_dir} (Unix socket only), database 'pos'")
+    applied = server.migrate("pos")
     wrapped(
         "  kprintd migrate: ",
         f"applied {len(applied)} SQL files ({applied[0].filename} ... {applied[-1].filename})",
@@ -805,7 +723,7 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> None:
     alerts = AlertListener(conninfo, events)
     stack.callback(alerts.stop)
 
-    daemon = DaemonThread(Settings(database_url=conninfo, **DAEMON_SETTINGS))
+    daemon = RunningDaemon(Settings(database_url=conninfo, **DAEMON_SETTINGS))
     service = Service(conninfo, printers, events, daemon)
     stack.callback(service.close)
     service.configure()
@@ -836,7 +754,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with contextlib.ExitStack() as stack:
             run(args, stack)
-    except DemoFailure as exc:
+    except (DemoFailure, DaemonError) as exc:
         print(f"\nkprintd demo FAILED: {exc}", file=sys.stderr, flush=True)
         return 1
     except KeyboardInterrupt:

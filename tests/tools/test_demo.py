@@ -1,4 +1,4 @@
-"""`make demo` end to end: `python -m kprintd.demo` runs its whole service and leaves the evidence.
+"""`make demo` end to end: `python -m kprintd.harness.demo` runs its whole service, leaves evidence.
 
 Runs the demo as `make demo` does, in a subprocess with its own PostgreSQL and printers on
 127.0.2.1-5, but on free ports rather than 9100: a `make demo` or another test run may be going on.
