@@ -6,7 +6,7 @@ pushes every change of that state to connections that enabled Automatic Status
 Back with GS a, splits jobs at each cut and keeps them as :class:`ReceivedTicket`), fault
 injection (:class:`Fault`), a line-based control port, and the
 ``kprintd emulator`` command line (:func:`main`). It only ever binds to
-127.0.0.0/8. Decoding and paper rendering live in :mod:`kprintd.escpos_decode`,
+127.0.0.0/8. Decoding and paper rendering live in :mod:`kprintd.emulator.escpos_decode`,
 status bytes in :mod:`kprintd.printer_status`.
 
 Each connection has its own decoder and paper state, so concurrent senders
@@ -181,7 +181,7 @@ class ReceivedTicket:
 
     @functools.cached_property
     def text(self) -> str:
-        """Framed text per the convention in kprintd.escpos_decode; drawn when first asked for.
+        """Framed text per the convention in escpos_decode; drawn when first asked for.
 
         Drawing costs more CPU than the daemon spends printing the ticket, and a benchmark
         burst never looks at it.

@@ -45,7 +45,7 @@ from tests.printers.ticket_samples import NASI_GORENG, ORDER, SATE
 
 JOB = b"\x1b@hello\n\x1dV\x01"
 FLOOD_WARNING = "device pushes more status than a printer would; hung up"
-SEND_TIMEOUT = 0.5  # tests/daemon_harness.FAST_SETTINGS
+SEND_TIMEOUT = 0.5  # kprintd.harness.FAST_SETTINGS
 SLOW_PRINTER_BYTES_PER_S = 8192  # the slow printer of issue #14
 # A 120-item ticket with modifiers and notes, as in issue #14: about 16 kB.
 BIG_TICKET = render_ticket(
