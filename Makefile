@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install postgres test demo lint bench clean
+.PHONY: install postgres test test-fast demo lint bench clean
 
 install: $(STAMP) postgres
 
@@ -26,13 +26,18 @@ postgres:
 test: install
 	$(BIN)/pytest
 
+# Everything but the tests marked slow (about 2 s or more each: daemons as child processes, the
+# demo, the benchmarks' smoke runs, mypy): for the edit-test loop; `make test` is what CI runs.
+test-fast: install
+	$(BIN)/pytest -m "not slow"
+
 lint: install
 	$(BIN)/ruff check kprintd tests bench
 	$(BIN)/ruff format --check kprintd tests bench
 	$(BIN)/mypy
 
 demo: install
-	$(BIN)/python -m kprintd.demo
+	$(BIN)/python -m kprintd.harness.demo
 
 # On a durable cluster (fsync on): daemon latency, isolation, the POS's cost, throughput over
 # repeated bursts with memory, pgqueuer's no-op rate for scale; then the audit views on 1M tickets.

@@ -1,9 +1,9 @@
 """The POS side of the benchmark and the stopwatch at the printers.
 
-Owns generating load exactly as a POS does (a bill, its items, `kitchen_create_tickets(bill)`,
-COMMIT), noting the moment each COMMIT returned, and collecting the moment each ticket's cut
-reached its emulated printer. Both times are time.monotonic() (see bench.printers), so they
-compare directly.
+Owns generating load on a schedule exactly as a POS does (kprintd.harness.Pos: a bill, its items,
+`kitchen_create_tickets(bill)`, COMMIT), noting the moment each COMMIT returned, and collecting the
+moment each ticket's cut reached its emulated printer. Both times are time.monotonic() (see
+bench.printers), so they compare directly.
 """
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import psycopg
-
 from bench.printers import Cut
-from bench.stack import Restaurant
+from kprintd.harness import Pos
 
 
 @dataclass(frozen=True)
@@ -74,69 +72,6 @@ class CutRecorder:
             return True
 
 
-class Pos:
-    """A POS terminal: one connection, one transaction per send to the kitchen."""
-
-    def __init__(self, restaurant: Restaurant) -> None:
-        self.restaurant = restaurant
-        self.conn = psycopg.connect(restaurant.conninfo, application_name="bench-pos")
-        self._bills = 0
-
-    def close(self) -> None:
-        self.conn.close()
-
-    def send(self, station: str) -> tuple[list[int], float, float]:
-        """A bill with one item for `station`, sent to the kitchen; (ticket ids, when COMMIT was
-        issued, when it returned)."""
-        self._bills += 1
-        with self.conn.cursor() as cur:
-            cur.execute(
-                "INSERT INTO pos_bill (brand_id, bill_number, table_number)"
-                " VALUES (%s, %s, %s) RETURNING id",
-                (self.restaurant.brand_id, f"B{self._bills}", str(self._bills % 40 + 1)),
-            )
-            bill = cur.fetchone()
-            assert bill is not None
-            cur.execute(
-                "INSERT INTO pos_billitem (bill_id, product_id, quantity) VALUES (%s, %s, 1)",
-                (bill[0], self.restaurant.products[station]),
-            )
-            cur.execute("SELECT id FROM kprintd.kitchen_create_tickets(%s)", (bill[0],))
-            ids = [row[0] for row in cur.fetchall()]
-        issued_at = time.monotonic()
-        self.conn.commit()
-        return ids, issued_at, time.monotonic()
-
-    def burst(self, bills: int, stations: Sequence[str]) -> list[int]:
-        """`bills` bills with one item per station, all sent in ONE transaction; the ticket ids.
-
-        The tickets become visible, and their NOTIFYs are delivered, at the caller's commit.
-        """
-        products = [self.restaurant.products[s] for s in stations]
-        with self.conn.cursor() as cur:
-            cur.execute(
-                "INSERT INTO pos_bill (brand_id, bill_number, table_number)"
-                " SELECT %s, 'BURST-' || g, (g %% 40 + 1)::text FROM generate_series(1, %s) g"
-                " RETURNING id",
-                (self.restaurant.brand_id, bills),
-            )
-            bill_ids = [row[0] for row in cur.fetchall()]
-            cur.execute(
-                "INSERT INTO pos_billitem (bill_id, product_id, quantity)"
-                " SELECT b, p, 1 FROM unnest(%s::bigint[]) b, unnest(%s::uuid[]) p",
-                (bill_ids, products),
-            )
-            cur.execute(
-                "SELECT t.id FROM unnest(%s::bigint[]) b, kprintd.kitchen_create_tickets(b) t",
-                (bill_ids,),
-            )
-            return [row[0] for row in cur.fetchall()]
-
-    def commit(self) -> float:
-        self.conn.commit()
-        return time.monotonic()
-
-
 def steady_load(
     pos: Pos, stations: Sequence[str], rate: float, warmup_s: float, measure_s: float
 ) -> list[Sent]:
@@ -155,6 +90,9 @@ def steady_load(
         if delay > 0:
             time.sleep(delay)
         station = stations[n % len(stations)]
-        ids, issued_at, committed_at = pos.send(station)
-        sent.extend(Sent(i, station, committed_at, n >= warmup, issued_at) for i in ids)
+        order = pos.send(station)
+        sent.extend(
+            Sent(i, station, order.committed_at, n >= warmup, order.commit_issued_at)
+            for i in order.ticket_ids
+        )
     return sent

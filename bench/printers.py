@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Literal
 
 from kprintd.emulator import EmulatedPrinter, Fault, ReceivedTicket
-from kprintd.escpos_decode import Command, StreamDecoder, Text
+from kprintd.emulator.escpos_decode import Command, StreamDecoder, Text
 from kprintd.printer_status import (
     STATUS_BACK_ITEMS,
     PrinterState,

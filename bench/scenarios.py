@@ -22,10 +22,11 @@ from pathlib import Path
 import psycopg
 
 from bench import machine
-from bench.load import CutRecorder, Pos, Sent, steady_load
+from bench.load import CutRecorder, Sent, steady_load
 from bench.printers import Kind, Printer, PrinterProcess, launch_printers
-from bench.stack import Cluster, DaemonProcess, Restaurant
+from bench.stack import Cluster, launch_daemon, seed_restaurant
 from bench.stats import LatencySummary, percentile
+from kprintd.harness import DaemonProcess, Pos, Restaurant
 
 # Tickets of a light load print in milliseconds; one still missing after this is lost.
 LIGHT_LOAD_GRACE_S = 5.0
@@ -305,13 +306,12 @@ def _open_site(
         for s in stations
     ]
     processes = launch_printers(stack, kind, printers, recorder.record)
-    daemon = DaemonProcess(conninfo, workdir, str(database))
-    daemon.launch(stack)
+    daemon = launch_daemon(stack, conninfo, workdir, str(database))
     for process in processes:
         process.wait_ready()
-    restaurant = Restaurant(conninfo, f"Bench {label}")
-    for station, printer in zip(stations, printers, strict=True):
-        restaurant.add_station(station, printer)
+    restaurant = seed_restaurant(
+        conninfo, f"Bench {label}", list(zip(stations, printers, strict=True))
+    )
     daemon.wait_ready()
     return _Site(conninfo, restaurant, recorder, printers, processes, daemon)
 
@@ -351,7 +351,7 @@ def _light_load(
             stations.append(black_hole)
         label = f"{'isolation' if black_hole else 'latency'}_{kind}{'_nagle' if nagle else ''}"
         site = _open_site(stack, cluster, workdir, label, stations, kind, black_hole, nagle)
-        pos = Pos(site.restaurant)
+        pos = Pos(site.restaurant, application_name="bench-pos")
         stack.callback(pos.close)
         # Every station gets the same rate as in the plain latency run, the black hole too.
         rate = sizes.rate_per_s * len(stations) / len(sizes.light_stations)
@@ -420,7 +420,7 @@ def burst(
         stations = [f"line{n:02d}" for n in range(1, sizes.burst_stations + 1)]
         label = f"burst_{kind}{'_nagle' if nagle else ''}"
         site = _open_site(stack, cluster, workdir, label, stations, kind, nagle=nagle)
-        pos = Pos(site.restaurant)
+        pos = Pos(site.restaurant, application_name="bench-pos")
         stack.callback(pos.close)
 
         rss_before = machine.rss_kib(site.daemon.pid)
@@ -487,7 +487,7 @@ def distance(cluster: Cluster, workdir: Path, sizes: Sizes, rtt_ms: float) -> Di
     with contextlib.ExitStack() as stack:
         label = f"distance_{rtt_ms:g}ms".replace(".", "_")
         site = _open_site(stack, cluster, workdir, label, [station], "lean", rtt_ms=rtt_ms)
-        pos = Pos(site.restaurant)
+        pos = Pos(site.restaurant, application_name="bench-pos")
         stack.callback(pos.close)
         rate = sizes.rate_per_s
         sent = steady_load(pos, [station], rate, 0.5, sizes.distance_tickets / rate)
@@ -626,10 +626,12 @@ def pos_cost(cluster: Cluster, sizes: Sizes) -> list[PosCostShape]:
     from bench.printers import Printer
 
     conninfo = cluster.new_database("pos_cost")
-    restaurant = Restaurant(conninfo, "Bench POS cost")
     stations = [f"st{n}" for n in range(1, max(s for s, _ in POS_COST_SHAPES) + 1)]
-    for station in stations:
-        restaurant.add_station(station, Printer(f"{station}-1", host="127.0.0.1", port=9))
+    restaurant = seed_restaurant(
+        conninfo,
+        "Bench POS cost",
+        [(station, Printer(f"{station}-1", host="127.0.0.1", port=9)) for station in stations],
+    )
     shapes = {
         shape: [restaurant.products[stations[i % shape[0]]] for i in range(shape[1])]
         for shape in POS_COST_SHAPES

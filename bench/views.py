@@ -1,6 +1,6 @@
 """`python -m bench.views`: are the monitoring views fast on a long history?
 
-Owns the view benchmark: a throwaway PostgreSQL cluster (kprintd.pgembed), the migrated schema, a
+Owns the view benchmark: a throwaway PostgreSQL cluster (kprintd.harness), the migrated schema, a
 bulk-loaded history (by default 1 million tickets and 5 million audit-log rows over a year, 12
 printers checked every minute for 30 days), then each monitoring view queried the way a dashboard
 or `kprintd status` asks it (over the last day where it has a time column), several times. Prints
@@ -27,8 +27,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from kprintd import migrate
-from kprintd.pgembed import EmbeddedPostgres
+from kprintd.harness import PostgresServer, embedded_server
 
 TARGET_MS = 100.0
 DATABASE = "kprintd_bench_views"
@@ -311,20 +310,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _migrated(server: PostgresServer) -> str:
+    server.create_database(DATABASE)
+    server.migrate(DATABASE)
+    return server.conninfo(DATABASE)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     sizes = QUICK if args.quick else FULL
     if args.runs:
         sizes = Sizes(sizes.tickets, sizes.days, sizes.health_days, args.runs)
-    server = EmbeddedPostgres()
     try:
         _progress("starting a throwaway PostgreSQL cluster and migrating it")
-        server.start()
-        with psycopg.connect(server.conninfo(), autocommit=True) as admin:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
-        url = server.conninfo(DATABASE)
-        migrate.migrate(url)
-        with psycopg.connect(url, autocommit=True) as conn:
+        with (
+            embedded_server() as server,
+            psycopg.connect(_migrated(server), autocommit=True) as conn,
+        ):
             started = time.monotonic()
             load(conn, sizes)
             rows = counts(conn)
@@ -336,8 +338,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: PostgreSQL stopped", file=sys.stderr)
         return 130
-    finally:
-        server.destroy()
     print()
     print(table(timings))
     return 0
