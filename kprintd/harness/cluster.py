@@ -3,7 +3,8 @@
 Owns where the databases live (:class:`PostgresServer`: a throwaway cluster from the local server
 binaries, see kprintd.harness.pgembed, or any server you give), migrating a template database once
 and copying it (`CREATE DATABASE ... TEMPLATE`, milliseconds) for every test, scenario or demo,
-and the logins a store gives its daemon, POS and staff: one per duty of sql/schema/60_roles_and_grants.sql.
+and the logins a store gives its daemon, POS and staff: one per duty of
+sql/schema/60_roles_and_grants.sql.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from psycopg import sql
 from kprintd import migrate
 from kprintd.harness.pgembed import EmbeddedPostgres, copy_database
 
-# One login per duty (a kprintd_* group role of sql/schema/60_roles_and_grants.sql), created in every cluster the
-# harness prepares, so that a daemon, a POS or an auditor can run as it does in a store.
+# One login per duty (a kprintd_* group role of sql/schema/60_roles_and_grants.sql), created in
+# every cluster the harness prepares, so that a daemon, a POS or an auditor can run as it does in
+# a store.
 LOGINS = {
     "kprintd_daemon": "kprintd_test_daemon",
     "kprintd_pos": "kprintd_test_pos",
