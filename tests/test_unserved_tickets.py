@@ -17,8 +17,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from kprintd.health import UNSERVED_CHECK_S
 from kprintd.monitor import printable
+from kprintd.services import UNSERVED_CHECK_S
 from tests.daemon_harness import (
     Restaurant,
     daemon_env,
