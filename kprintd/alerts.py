@@ -12,16 +12,16 @@ must never stop printing: a database error is logged and the alert dropped.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 import psycopg
 import structlog
 
-from kprintd.db import Observation, RouteKey, RoutePrinter, UnservedRoute
+from kprintd.db import HealthTarget, Observation, RouteKey, RoutePrinter, UnservedRoute
 from kprintd.printers import DOWN_BY_PRINTING, DOWN_STATES, CheckNews
-from kprintd.transport import PrinterAddress, PrinterError
+from kprintd.transport import PrinterError
 
 log = structlog.get_logger("kprintd.alerts")
 
@@ -62,7 +62,11 @@ class Alerts:
     def __init__(self, sink: AlertSink, daemon_id: str) -> None:
         self._sink = sink
         self._daemon_id = daemon_id
-        self._standing: dict[Hashable, object] = {}
+        # Standing conditions announced, by route: each is news when it begins and when it ends.
+        self._on_hold: set[RouteKey] = set()
+        self._no_printer: set[RouteKey] = set()
+        self._all_down: set[RouteKey] = set()
+        self._unserved: dict[RouteKey, UnservedRoute] = {}
 
     async def send(self, kind: str, severity: str, message: str, details: dict[str, Any]) -> bool:
         """Log the alert and raise it in the database; False when it was not sent (held back as
@@ -78,17 +82,6 @@ class Alerts:
         if not sent:
             log.info("alert already announced by another daemon", alert=kind)
         return sent
-
-    def _begins(self, condition: Hashable, memo: object = None) -> bool:
-        """Remember `condition`; True when it was not standing yet (news)."""
-        if condition in self._standing:
-            return False
-        self._standing[condition] = memo
-        return True
-
-    def _ends(self, condition: Hashable) -> bool:
-        """Forget `condition`; True when it was standing (news)."""
-        return self._standing.pop(condition, self) is not self
 
     # Printing -----------------------------------------------------------------------------------
 
@@ -115,8 +108,9 @@ class Alerts:
         self, route: RouteKey, printers: Sequence[RoutePrinter], until: datetime
     ) -> None:
         """Every printer of the route is in planned maintenance until `until` (local time)."""
-        if not self._begins(("on_hold", route)):
+        if route in self._on_hold:
             return
+        self._on_hold.add(route)
         await self.send(
             "station_in_maintenance",
             "warning",
@@ -128,8 +122,9 @@ class Alerts:
 
     async def station_off_hold(self, route: RouteKey, printers: Sequence[RoutePrinter]) -> None:
         """The route has printers out of maintenance: news if it was on hold."""
-        if not self._ends(("on_hold", route)):
+        if route not in self._on_hold:
             return
+        self._on_hold.discard(route)
         await self.send(
             "station_recovered",
             "info",
@@ -141,8 +136,9 @@ class Alerts:
 
     async def station_unroutable(self, route: RouteKey) -> None:
         """The route has no active printer at all."""
-        if not self._begins(("no_printer", route)):
+        if route in self._no_printer:
             return
+        self._no_printer.add(route)
         await self.send(
             "station_unroutable",
             "critical",
@@ -153,21 +149,19 @@ class Alerts:
 
     def station_routable(self, route: RouteKey) -> None:
         """The route has a printer again; its next loss of every printer is news."""
-        self._ends(("no_printer", route))
+        self._no_printer.discard(route)
 
     # Health checks ------------------------------------------------------------------------------
 
     async def printer_checked(
-        self,
-        route: RouteKey,
-        printer_id: int,
-        name: str,
-        address: PrinterAddress,
-        news: CheckNews,
-        seen: Observation,
+        self, target: HealthTarget, news: CheckNews, seen: Observation
     ) -> None:
         """A health check changed what is known of a printer (Printers.checked)."""
         state, previous = news.state, news.previous
+        name, route = (
+            target.printer_name,
+            RouteKey(target.brand_id, target.store_id, target.station),
+        )
         if news.kind == "printer_down":
             severity = "warning"
             # Offline and error say more in the printer's own words; the others say it all.
@@ -192,9 +186,9 @@ class Alerts:
             message,
             _route_details(route, "health_check")
             | {
-                "printer_id": printer_id,
+                "printer_id": target.printer_id,
                 "printer": name,
-                "printer_address": str(address),
+                "printer_address": str(target.address),
                 "state": state,
                 "previous_state": previous,
                 "error_code": seen.error_code,
@@ -207,7 +201,8 @@ class Alerts:
         """A health round found `working` of the station's `printers` not down: news when none
         is, and when one is again."""
         details = _route_details(route, "health_check") | {"printers": list(printers)}
-        if not working and self._begins(("all_down", route)):
+        if not working and route not in self._all_down:
+            self._all_down.add(route)
             names = ", ".join(f"'{name}'" for name in printers)
             await self.send(
                 "station_unroutable",
@@ -216,7 +211,8 @@ class Alerts:
                 "cannot print until one is back.",
                 details | {"reason": "all_printers_down"},
             )
-        elif working and self._ends(("all_down", route)):
+        elif working and route in self._all_down:
+            self._all_down.discard(route)
             await self.send(
                 "station_recovered",
                 "info",
@@ -230,8 +226,7 @@ class Alerts:
         raised = 0
         current = {u.route: u for u in found}
         for route, unserved in current.items():
-            if not self._begins(("unserved", route), unserved):
-                self._standing["unserved", route] = unserved  # the latest words, for the all-clear
+            if route in self._unserved:
                 continue
             raised += 1
             await self.send(
@@ -247,14 +242,10 @@ class Alerts:
                     "oldest_created_at": unserved.oldest_created_at.isoformat(),
                 },
             )
-        gone = [
-            (key, memo)
-            for key, memo in self._standing.items()
-            if isinstance(key, tuple) and key[0] == "unserved" and key[1] not in current
-        ]
-        for key, memo in gone:
-            del self._standing[key]
-            assert isinstance(memo, UnservedRoute)
+        gone = [u for route, u in self._unserved.items() if route not in current]
+        # The latest words of each, for its all-clear.
+        self._unserved = current
+        for memo in gone:
             route = memo.route
             store = f"store {route.store_id}" if route.store_id else "no store"
             raised += 1

@@ -75,7 +75,7 @@ class Dispatcher:
     def __init__(
         self, settings: Settings, db: Database, printers: Printers, alerts: Alerts
     ) -> None:
-        self.db = db
+        self._db = db
         self._printers = printers
         self.stopping = asyncio.Event()
         self._workers: dict[RouteKey, RouteWorker] = {}
@@ -147,7 +147,7 @@ class Dispatcher:
             self._due_check_wanted = self._due_check_wakes_all = False
             started = loop.time()
             try:
-                for due in await self.db.due_routes():
+                for due in await self._db.due_routes():
                     # A route that has a worker is woken by its notifications themselves.
                     if wake_all or due.route not in self._workers:
                         self.wake(due.route)
@@ -170,7 +170,7 @@ class Dispatcher:
     async def scan(self) -> int:
         """Wake every route with waiting tickets; returns how many wait."""
         backlog = 0
-        for due in await self.db.due_routes():
+        for due in await self._db.due_routes():
             backlog += due.waiting
             self.wake(due.route)
         return backlog

@@ -143,14 +143,7 @@ class HealthChecks(Service):
             news = None if state is None else self._printers.checked(target.printer_id, state)
             if news is not None:
                 alerts += 1
-                await self._alerts.printer_checked(
-                    RouteKey(target.brand_id, target.store_id, target.station),
-                    target.printer_id,
-                    target.printer_name,
-                    target.address,
-                    news,
-                    checks[target.printer_id],
-                )
+                await self._alerts.printer_checked(target, news, checks[target.printer_id])
         for key, group in station_groups(targets).items():
             await self._alerts.station_working(
                 RouteKey(key.brand_id, key.store_id, key.station),
