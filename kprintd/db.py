@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from psycopg import AsyncConnection, errors, pq
+from psycopg import AsyncConnection, errors, postgres, pq
 from psycopg.rows import class_row, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -42,8 +42,12 @@ ALERT_CHANNEL = "kitchen_alert"
 CLAIM_STATEMENT = b"kprintd_claim"
 CLAIM_QUERY = (
     b"SELECT ticket_id, attempt, max_retries, document"
-    b" FROM kprintd.kitchen_claim_print_jobs($1, $2::float8, $3::uuid, $4::uuid, $5, $6::integer)"
+    b" FROM kprintd.kitchen_claim_print_jobs($1, $2, $3, $4, $5, $6)"
 )
+# Its parameters' types, as the function declares them; their values are sent as text.
+CLAIM_PARAM_TYPES = [
+    postgres.types[name].oid for name in ("text", "float8", "uuid", "uuid", "text", "int4")
+]
 
 # A database behind a dead network link must be noticed in seconds, not after the kernel's
 # quarter of an hour of retransmissions. (libpq ignores these on Unix sockets.)
@@ -362,7 +366,10 @@ class Database:
             except errors.InvalidSqlStatementName:
                 # This connection has not claimed before (or the server forgot): prepare, retry.
                 await _exchange(
-                    conn, lambda pgconn: pgconn.send_prepare(CLAIM_STATEMENT, CLAIM_QUERY)
+                    conn,
+                    lambda pgconn: pgconn.send_prepare(
+                        CLAIM_STATEMENT, CLAIM_QUERY, param_types=CLAIM_PARAM_TYPES
+                    ),
                 )
                 result = await _exchange(
                     conn, lambda pgconn: pgconn.send_query_prepared(CLAIM_STATEMENT, encoded)
