@@ -23,7 +23,7 @@ import structlog
 from kprintd.alerts import Alerts
 from kprintd.config import Settings
 from kprintd.db import ClaimedJob, Database, RouteKey, RoutePrinter, TicketNotice
-from kprintd.failover import BatchResult, Precheck, print_batch, time_zone
+from kprintd.failover import BatchResult, Precheck, PrinterTry, print_batch, time_zone
 from kprintd.printers import Printers
 from kprintd.transport import PrinterAddress, PrinterError, describe_unprintable
 
@@ -343,10 +343,17 @@ class RouteWorker:
     async def _print(
         self, jobs: list[ClaimedJob], printers: list[RoutePrinter], precheck: Precheck | None
     ) -> BatchResult:
-        """Print claimed `jobs` on `printers` (those not in maintenance), then tell the printers'
-        owner what each printer did and announce what that changed."""
+        """Print claimed `jobs` on `printers` (those not in maintenance), telling the printers'
+        owner what each printer did as it happens; then announce what that changed."""
         parts = self._parts
         releasing = parts.stopping.is_set()
+        changed: list[PrinterTry] = []
+
+        def tried(turn: PrinterTry) -> None:
+            error_code = None if turn.error is None else turn.error.code
+            if parts.printers.tried(turn.printer.printer_id, error_code):
+                changed.append(turn)
+
         batch = await print_batch(
             jobs,
             [] if releasing else parts.printers.order(printers),
@@ -355,15 +362,14 @@ class RouteWorker:
             station=self.route.station,
             precheck=precheck,
             releasing=releasing,
+            tried=tried,
             logger=self.log,
         )
-        for tried in batch.tries:
-            printer, error = tried.printer, tried.error
-            if error is None:
-                if parts.printers.printed(printer.printer_id):
-                    await parts.alerts.printer_recovered(self.route, printer)
-            elif parts.printers.print_failed(printer.printer_id, error.code):
-                await parts.alerts.printer_down(self.route, printer, error)
+        for turn in changed:
+            if turn.error is None:
+                await parts.alerts.printer_recovered(self.route, turn.printer)
+            else:
+                await parts.alerts.printer_down(self.route, turn.printer, turn.error)
         if printers:
             parts.alerts.station_routable(self.route)
         elif not releasing:

@@ -15,7 +15,7 @@ import asyncio
 import functools
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -177,11 +177,16 @@ async def print_batch(
     station: str,
     precheck: Precheck | None = None,
     releasing: bool = False,
+    tried: Callable[[PrinterTry], None] = lambda _: None,
     logger: FilteringBoundLogger = log,
 ) -> BatchResult:
     """Print `jobs` on the first of `printers` (in the order to try them, none in maintenance)
-    that takes them; `releasing` (the daemon is stopping): send nothing and give them back."""
-    run = _Failover(io, settings, logger)
+    that takes them; `releasing` (the daemon is stopping): send nothing and give them back.
+
+    `tried` hears of each printer's turn as it ends, before the next printer is tried: whoever
+    keeps track of printers learns at once that one failed.
+    """
+    run = _Failover(io, settings, tried, logger)
     attempts = [run.read(job) for job in jobs]
     if releasing:
         for attempt in attempts:
@@ -222,11 +227,22 @@ async def print_batch(
 class _Failover:
     """The steps of print_batch, sharing its printer I/O, settings, log and tries."""
 
-    def __init__(self, io: PrinterIO, settings: Settings, logger: FilteringBoundLogger) -> None:
+    def __init__(
+        self,
+        io: PrinterIO,
+        settings: Settings,
+        tried: Callable[[PrinterTry], None],
+        logger: FilteringBoundLogger,
+    ) -> None:
         self.io = io
         self.settings = settings
+        self.tried = tried
         self.log = logger
         self.tries: list[PrinterTry] = []
+
+    def turn_ended(self, tried: PrinterTry) -> None:
+        self.tries.append(tried)
+        self.tried(tried)
 
     def read(self, job: ClaimedJob) -> _Attempt:
         attempt = _Attempt(job)
@@ -293,7 +309,7 @@ class _Failover:
             self.printer_failed(printer, sendable, exc, started)
             return
         duration_ms = int((time.monotonic() - started) * 1000)
-        self.tries.append(PrinterTry(printer))
+        self.turn_ended(PrinterTry(printer))
         for attempt, payload in zip(sendable, payloads, strict=True):
             retry_banner = attempt.may_have_printed or bool(
                 attempt.document and attempt.document.is_retry
@@ -320,7 +336,7 @@ class _Failover:
         self, printer: RoutePrinter, sent: list[_Attempt], exc: PrinterError, started: float
     ) -> None:
         duration_ms = int((time.monotonic() - started) * 1000)
-        self.tries.append(PrinterTry(printer, exc))
+        self.turn_ended(PrinterTry(printer, exc))
         for attempt in sent:
             attempt.errors.append(
                 f"{printer.printer_name} ({printer.host}:{printer.port}): {exc.message}"

@@ -287,13 +287,13 @@ class Printers:
         """The first of `printers` not known to be down."""
         return next((p for p in printers if not self.is_down(p.printer_id)), None)
 
-    def printed(self, printer_id: int) -> bool:
-        """A print went through; True when that ends an outage (announce printer_recovered)."""
-        return self.board.breaker(printer_id).record_success()
-
-    def print_failed(self, printer_id: int, error_code: str) -> bool:
-        """A print failed; True when that makes the printer down (announce printer_down)."""
-        return self.board.breaker(printer_id).record_failure(error_code)
+    def tried(self, printer_id: int, error_code: str | None) -> bool:
+        """A print went through (`error_code` None) or failed; True when that changes whether
+        the printer is down: announce printer_recovered or printer_down."""
+        breaker = self.board.breaker(printer_id)
+        return (
+            breaker.record_success() if error_code is None else breaker.record_failure(error_code)
+        )
 
     def checked(self, printer_id: int, state: str) -> CheckNews | None:
         """A health check found the printer in `state` (kitchen_printer_state()); the news to

@@ -21,7 +21,7 @@ from kprintd.db import (
     RoutePrinter,
     outcome_json,
 )
-from kprintd.failover import BatchResult, Precheck, print_batch
+from kprintd.failover import BatchResult, Precheck, PrinterTry, print_batch
 from kprintd.transport import PrinterError
 
 SETTINGS = Settings(database_url="postgresql:///unused", unreachable_grace_s=900)
@@ -146,6 +146,22 @@ def test_a_ticket_sent_again_keeps_its_retry_banner_on_every_printer() -> None:
     result = run([job(1, attempt=2, is_retry=True)], [PRIMARY], io)
     assert printed(result.outcomes[0]).retry_banner
     assert DUPLICATE_WARNING in io.sent["primary"][0]
+
+
+def test_each_printers_turn_is_told_as_it_ends_before_the_next_is_tried() -> None:
+    io = FakePrinters(primary=[refused()])
+    heard: list[tuple[str, str | None, list[str]]] = []
+
+    def tried(turn: PrinterTry) -> None:
+        code = turn.error.code if turn.error else None
+        heard.append((turn.printer.printer_name, code, list(io.calls)))
+
+    result = run([job(1)], [PRIMARY, BACKUP], io, tried=tried)
+    assert heard == [
+        ("primary", "connection_refused", ["primary"]),
+        ("backup", None, ["primary", "backup"]),
+    ]
+    assert [(t.printer.printer_name, t.error) for t in result.tries][1] == ("backup", None)
 
 
 def test_when_every_printer_fails_each_ticket_fails_with_every_printer_named() -> None:
