@@ -197,9 +197,9 @@ class Alerts:
 
     async def station_working(
         self, route: RouteKey, printers: Sequence[str], working: Sequence[str]
-    ) -> None:
+    ) -> bool:
         """A health round found `working` of the station's `printers` not down: news when none
-        is, and when one is again."""
+        is, and when one is again. Returns whether it was news."""
         details = _route_details(route, "health_check") | {"printers": list(printers)}
         if not working and route not in self._all_down:
             self._all_down.add(route)
@@ -211,6 +211,7 @@ class Alerts:
                 "cannot print until one is back.",
                 details | {"reason": "all_printers_down"},
             )
+            return True
         elif working and route in self._all_down:
             self._all_down.discard(route)
             await self.send(
@@ -219,6 +220,8 @@ class Alerts:
                 f"Station '{route.station}' can print again, on '{working[0]}'.",
                 details,
             )
+            return True
+        return False
 
     async def unserved(self, found: Sequence[UnservedRoute]) -> int:
         """Announce each route whose tickets nothing will print once while it stays so, and once

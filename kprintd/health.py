@@ -145,7 +145,7 @@ class HealthChecks(Service):
                 alerts += 1
                 await self._alerts.printer_checked(target, news, checks[target.printer_id])
         for key, group in station_groups(targets).items():
-            await self._alerts.station_working(
+            alerts += await self._alerts.station_working(
                 RouteKey(key.brand_id, key.store_id, key.station),
                 [p.printer_name for p in group],
                 [p.printer_name for p in group if not self._printers.is_down(p.printer_id)],

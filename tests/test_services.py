@@ -223,9 +223,9 @@ def test_health_checks_record_each_printer_and_announce_what_changed(
 
     assert with_database(database_url, work) == [
         {"printers": 1, "alerts": 0},
-        {"printers": 1, "alerts": 1},
+        {"printers": 1, "alerts": 2},
         {"printers": 1, "alerts": 0},
-        {"printers": 1, "alerts": 1},
+        {"printers": 1, "alerts": 2},
     ]
     assert alert_types(database_url) == [
         "printer_down",
