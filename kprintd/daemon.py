@@ -1,10 +1,11 @@
 """`kprintd run`: the long-running service around the dispatcher.
 
-Owns the process lifecycle: the LISTEN connection, its reconnects and its supervision, the check
-that the database is one this kprintd can work with (at start and after every reconnect), the
-startup and periodic safety scans (NOTIFY is not durable), systemd readiness/status/watchdog,
-and a bounded, clean shutdown on SIGTERM/SIGINT. State changes are logged once, not once per
-retry.
+Owns the process lifecycle: putting the parts together (each gets what it uses through its
+constructor), the LISTEN connection, its reconnects and its supervision, the check that the
+database is one this kprintd can work with (at start and after every reconnect), the safety scan
+after every (re)connect (NOTIFY is not durable), which background services run and on what
+schedule (kprintd/services.py), systemd readiness/status/watchdog, and a bounded, clean shutdown
+on SIGTERM/SIGINT. State changes are logged once, not once per retry.
 
 Anyone who can connect can NOTIFY, so a notification is untrusted input: one that cannot be read
 is logged (a short, escaped sample) and dropped, and nothing in a payload can stop the listener.
@@ -27,7 +28,8 @@ import psycopg
 import structlog
 import uvloop
 
-from kprintd import migrate
+from kprintd import migrate, retention
+from kprintd.alerts import Alerts
 from kprintd.config import Settings
 from kprintd.db import (
     PRINTERS_CHANNEL,
@@ -39,9 +41,23 @@ from kprintd.db import (
     open_listener,
 )
 from kprintd.dispatch import Dispatcher
-from kprintd.health import HealthMonitor
-from kprintd.retention import RetentionService
+from kprintd.health import HealthChecks
+from kprintd.printers import Printers
 from kprintd.sdnotify import SystemdNotifier, watchdog_interval_s
+from kprintd.services import (
+    LISTENING_POLL_S,
+    UNSERVED_CHECK_S,
+    HealthPruning,
+    Heartbeat,
+    IdlePrinterConnections,
+    LeaseRescue,
+    ListeningWatch,
+    RouteSweep,
+    Schedule,
+    Service,
+    ServiceRunner,
+    UnservedTickets,
+)
 
 log = structlog.get_logger("kprintd.daemon")
 
@@ -49,7 +65,6 @@ RECONNECT_MIN_S = 0.1
 RECONNECT_MAX_S = 15.0
 LISTENER_PING_S = 10.0
 LISTENER_PING_TIMEOUT_S = 5.0
-IDLE_PRINTER_CONNECTION_S = 5.0
 # A listener that dies is a bug: it is restarted after a pause that doubles with each death, and
 # more deaths than this within the window end the daemon, since systemd's restart is then the
 # better cure (a fresh process) and the failure shows in `systemctl status`.
@@ -156,9 +171,18 @@ class Daemon:
         # Each route worker holds a connection only for the duration of one call.
         self.pool = create_pool(settings, max_size=10)
         self.db = Database(self.pool, settings)
-        self.dispatcher = Dispatcher(settings, self.db)
-        self.health = HealthMonitor(settings, self.pool, self.dispatcher)
-        self.retention = RetentionService(settings, self.pool)
+        self.printers = Printers(settings)
+        self.alerts = Alerts(self.db, settings.daemon_id)
+        self.dispatcher = Dispatcher(settings, self.db, self.printers, self.alerts)
+        self.lease_rescue = LeaseRescue(
+            Schedule(settings.sweep_interval_s, settings.sweep_interval_s),
+            self.db,
+            lambda: self.dispatcher.check_due_routes(lost=True),
+        )
+        self.heartbeat = Heartbeat(
+            Schedule(settings.health_interval_s, 0.0), self.db, self.dispatcher
+        )
+        self.services = ServiceRunner(self._services())
         self.stop_requested = asyncio.Event()
         self.ready = asyncio.Event()
         self.exit_code = EXIT_OK
@@ -169,6 +193,33 @@ class Daemon:
         # The migration files this kprintd was built with, by version: the schema it expects.
         self._migrations: dict[str, str] = {}
         self._drops = DropLog()
+
+    def _services(self) -> list[Service]:
+        """The background duties, each on its own schedule."""
+        settings = self.settings
+        sweep = Schedule(settings.sweep_interval_s, settings.sweep_interval_s)
+        health = Schedule(settings.health_interval_s, settings.health_interval_s)
+        # A shorter health interval asks for quicker news; it holds for unserved tickets too.
+        unserved_s = min(UNSERVED_CHECK_S, settings.health_interval_s)
+        services: list[Service] = [
+            self.lease_rescue,
+            RouteSweep(sweep, self._scan),
+            IdlePrinterConnections(sweep, self.printers.links),
+            self.heartbeat,
+            ListeningWatch(
+                Schedule(LISTENING_POLL_S, LISTENING_POLL_S), self.heartbeat, self.dispatcher
+            ),
+            HealthChecks(health, self.db, self.printers, self.alerts),
+            HealthPruning(health, self.db, settings.health_retention_days),
+            UnservedTickets(Schedule(unserved_s, unserved_s), self.db, self.alerts),
+        ]
+        if settings.ticket_retention_days is not None:
+            services.append(
+                retention.TicketRetention(
+                    retention.SCHEDULE, self.db, settings.ticket_retention_days
+                )
+            )
+        return services
 
     def request_stop(self) -> None:
         if not self.stop_requested.is_set():
@@ -187,10 +238,12 @@ class Daemon:
             log.warning("database unreachable; reconnecting with backoff", error=error)
             self.notifier.status("database unreachable; reconnecting")
 
-    async def _scan(self) -> None:
+    async def _scan(self) -> int:
+        """Wake every route with tickets waiting; returns how many wait."""
         self._backlog = await self.dispatcher.scan()
         printed = self.dispatcher.tickets_printed
         self.notifier.status(f"listening; {self._backlog} ticket(s) waiting; {printed} printed")
+        return self._backlog
 
     async def _check_schema(self, conn: Listener) -> None:
         """Refuse a database without this kprintd's schema, or with an older or newer one.
@@ -266,6 +319,7 @@ class Daemon:
                 # LISTEN first, then scan: a ticket committed in between is seen by one or both.
                 # Printer changes made while nobody listened are read again the same way.
                 self.dispatcher.printers_changed()
+                await self.lease_rescue.run_once()
                 await self._scan()
                 self._database_state(True)
                 self._reconnect_delay = RECONNECT_MIN_S
@@ -353,16 +407,6 @@ class Daemon:
                 log.exception("the listener failed; restarting it", restart_in_s=pause)
                 await self._sleep(pause)
 
-    async def _sweep_forever(self) -> None:
-        await self.ready.wait()
-        while not self.stop_requested.is_set():
-            await self._sleep(self.settings.sweep_interval_s)
-            if self.stop_requested.is_set():
-                return
-            with contextlib.suppress(psycopg.Error):
-                await self._scan()
-            await self.dispatcher.links.close_idle(IDLE_PRINTER_CONNECTION_S)
-
     async def _watchdog_forever(self, interval: float) -> None:
         while not self.stop_requested.is_set():
             self.notifier.watchdog()
@@ -393,22 +437,19 @@ class Daemon:
         if first is None:
             return EXIT_OK
         await self.pool.open(wait=False)
-        tasks = [
-            asyncio.create_task(self._supervise_listener(first), name="listener"),
-            asyncio.create_task(self._sweep_forever(), name="sweep"),
-            asyncio.create_task(self.health.run(self.stop_requested), name="health"),
-            asyncio.create_task(self.retention.run(self.stop_requested), name="retention"),
-        ]
+        tasks = [asyncio.create_task(self._supervise_listener(first), name="listener")]
+        self.services.start()
         interval = watchdog_interval_s()
         if interval:
             tasks.append(asyncio.create_task(self._watchdog_forever(interval), name="watchdog"))
         await self.stop_requested.wait()
         self.notifier.stopping("finishing prints in flight")
         await self.dispatcher.stop(self.settings.shutdown_timeout_s)
+        await self.services.stop()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self.health.stopped()
+        await self.heartbeat.stopped()
         await self.pool.close()
         log.info("stopped", printed=self.dispatcher.tickets_printed)
         if self.cannot_run is not None:

@@ -1,27 +1,37 @@
 """Database access for the daemon: the connection pool and one typed call per SQL function.
 
-Owns every round trip kprintd makes to PostgreSQL at run time. The SQL itself lives in sql/;
-this module only calls the functions defined there and maps their rows to Python types. The claim,
-the one call on every ticket's way to paper, goes through psycopg's libpq interface (psycopg.pq)
-as a prepared statement; everything else through psycopg's connections.
+Owns every round trip kprintd makes to PostgreSQL at run time, and the types that cross it: what
+a claim returns, the print outcomes recorded (Printed, Failed, Released, PrinterFailure: turned
+into kitchen_finish_print_jobs' JSON here and nowhere else), health checks, heartbeats, purges.
+The SQL itself lives in sql/; this module only calls the functions defined there and maps their
+rows to Python types. The claim, the one call on every ticket's way to paper, goes through
+psycopg's libpq interface (psycopg.pq) as a prepared statement; everything else through psycopg's
+connections.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import json
+import os
+import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from psycopg import AsyncConnection, errors, pq
-from psycopg.rows import dict_row
+from psycopg import AsyncConnection, errors, postgres, pq
+from psycopg.rows import class_row, dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from kprintd import __version__
 from kprintd.config import Settings
+from kprintd.transport import PrinterAddress
 
 TICKET_CHANNEL = "kitchen_ticket_new"
 # Printers, templates or maintenance windows changed (sql/0023): routes read their printers again.
@@ -32,8 +42,12 @@ ALERT_CHANNEL = "kitchen_alert"
 CLAIM_STATEMENT = b"kprintd_claim"
 CLAIM_QUERY = (
     b"SELECT ticket_id, attempt, max_retries, document"
-    b" FROM kprintd.kitchen_claim_print_jobs($1, $2::float8, $3::uuid, $4::uuid, $5, $6::integer)"
+    b" FROM kprintd.kitchen_claim_print_jobs($1, $2, $3, $4, $5, $6)"
 )
+# Its parameters' types, as the function declares them; their values are sent as text.
+CLAIM_PARAM_TYPES = [
+    postgres.types[name].oid for name in ("text", "float8", "uuid", "uuid", "text", "int4")
+]
 
 # A database behind a dead network link must be noticed in seconds, not after the kernel's
 # quarter of an hour of retransmissions. (libpq ignores these on Unix sockets.)
@@ -152,10 +166,154 @@ class DueRoute:
 
 
 @dataclass(frozen=True)
+class Printed:
+    """The ticket is on paper, on `printer`."""
+
+    ticket_id: int
+    attempt: int
+    printer: RoutePrinter
+    duration_ms: int
+    bytes: int
+    tried: int  # printers tried in this attempt, this one included
+    retry_banner: bool  # printed under a RETRY banner: it may be a duplicate
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The attempt failed; the database decides from `retryable`, the ticket's attempts and
+    `refund_attempt` whether it is tried again after `retry_delay_s` or fails for good."""
+
+    ticket_id: int
+    attempt: int
+    error_code: str
+    error_message: str
+    may_have_printed: bool
+    retry_delay_s: float
+    retryable: bool
+    refund_attempt: bool
+
+
+@dataclass(frozen=True)
+class Released:
+    """Claimed but never sent (the daemon is stopping): the attempt is given back."""
+
+    ticket_id: int
+    attempt: int
+
+
+Outcome = Printed | Failed | Released
+
+
+@dataclass(frozen=True)
+class PrinterFailure:
+    """A printer that refused, timed out or lied during an attempt, whatever became of the
+    ticket (kitchen_stationprinter.failed_prints)."""
+
+    printer_id: int
+    error_message: str
+
+
+@dataclass(frozen=True)
 class FinishRecord:
     ticket_id: int
     final_status: str | None
     recorded: bool
+
+
+def outcome_json(outcome: Outcome) -> dict[str, Any]:
+    """One element of kitchen_finish_print_jobs' p_results."""
+    match outcome:
+        case Printed():
+            return {
+                "ticket_id": outcome.ticket_id,
+                "attempt": outcome.attempt,
+                "outcome": "printed",
+                "printer_id": outcome.printer.printer_id,
+                "printer_name": outcome.printer.printer_name,
+                "printer_ip": outcome.printer.host,
+                "duration_ms": outcome.duration_ms,
+                "bytes": outcome.bytes,
+                "tried": outcome.tried,
+            }
+        case Failed():
+            return {
+                "ticket_id": outcome.ticket_id,
+                "attempt": outcome.attempt,
+                "outcome": "failed",
+                "error_code": outcome.error_code,
+                "error_message": outcome.error_message,
+                "may_have_printed": outcome.may_have_printed,
+                "retry_delay_s": outcome.retry_delay_s,
+                "retryable": outcome.retryable,
+                "refund_attempt": outcome.refund_attempt,
+            }
+        case Released():
+            return {
+                "ticket_id": outcome.ticket_id,
+                "attempt": outcome.attempt,
+                "outcome": "released",
+            }
+
+
+@dataclass(frozen=True)
+class HealthTarget:
+    """An active printer in the daemon's scope, as kprintd.kitchen_health_printers() lists it."""
+
+    printer_id: int
+    printer_name: str
+    host: str
+    port: int
+    brand_id: uuid.UUID
+    store_id: uuid.UUID | None
+    station: str
+    answers_status: bool = True
+
+    @property
+    def address(self) -> PrinterAddress:
+        return PrinterAddress(self.host, self.port)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one check found, in the columns of kitchen_printerhealthcheck."""
+
+    is_online: bool
+    response_time_ms: int | None
+    paper_status: str
+    error_code: str | None = None
+    error_message: str | None = None
+    cutter_ok: bool | None = None
+    temperature_ok: bool | None = None
+
+
+@dataclass(frozen=True)
+class UnservedRoute:
+    """A route whose waiting tickets nothing will print, as kitchen_unserved_routes() lists it."""
+
+    route: RouteKey
+    brand: str | None
+    reason: str
+    waiting: int
+    oldest_created_at: datetime
+    oldest_ticket_id: int
+    message: str
+
+
+@dataclass(frozen=True)
+class PurgeRecord:
+    """The kitchen_purgelog row a purge wrote (the columns the log line reports)."""
+
+    id: int
+    cutoff: datetime
+    tickets_deleted: int
+    items_deleted: int
+    log_rows_deleted: int
+    tickets_kept_not_final: int
+    tickets_kept_referenced: int
+    digest: str
+
+
+_jsonb = functools.partial(Jsonb, dumps=functools.partial(json.dumps, default=str))
 
 
 def scope_args(settings: Settings) -> tuple[list[uuid.UUID] | None, uuid.UUID | None]:
@@ -208,7 +366,10 @@ class Database:
             except errors.InvalidSqlStatementName:
                 # This connection has not claimed before (or the server forgot): prepare, retry.
                 await _exchange(
-                    conn, lambda pgconn: pgconn.send_prepare(CLAIM_STATEMENT, CLAIM_QUERY)
+                    conn,
+                    lambda pgconn: pgconn.send_prepare(
+                        CLAIM_STATEMENT, CLAIM_QUERY, param_types=CLAIM_PARAM_TYPES
+                    ),
                 )
                 result = await _exchange(
                     conn, lambda pgconn: pgconn.send_query_prepared(CLAIM_STATEMENT, encoded)
@@ -218,36 +379,42 @@ class Database:
 
     async def route_printers(self, route: RouteKey) -> list[RoutePrinter]:
         async with self._pool.connection() as conn:
-            cur = await conn.execute(
+            rows, server_now = await _with_server_now(
+                conn,
                 "SELECT printer_id, printer_name, printer_ip, printer_port, priority,"
                 " paper_width_mm, chars_per_line, header_line, buzzer, copies, large_item_font,"
-                " codepage, cut_mode, time_zone,"
-                # Seconds from the server's now, so the daemon's clock may differ from its own.
-                " extract(epoch FROM maintenance_from - now())::float8,"
-                " extract(epoch FROM maintenance_until - now())::float8, answers_status"
-                " FROM kprintd.kitchen_route_printers(%s, %s, %s)",
+                " codepage, cut_mode, time_zone, maintenance_from, maintenance_until,"
+                " answers_status FROM kprintd.kitchen_route_printers(%s, %s, %s)",
                 (route.brand_id, route.store_id, route.station),
             )
-            rows = await cur.fetchall()
         now = time.monotonic()
+
+        def monotonic(at: datetime | None) -> float | None:
+            # From the server's now, so the daemon's clock may differ from its own.
+            return None if at is None else now + (at - server_now).total_seconds()
+
         return [
             replace(
                 RoutePrinter(*row[:14]),
-                maintenance_from=None if row[14] is None else now + row[14],
-                maintenance_until=None if row[15] is None else now + row[15],
+                maintenance_from=monotonic(row[14]),
+                maintenance_until=monotonic(row[15]),
                 answers_status=row[16],
             )
             for row in rows
         ]
 
     async def finish(
-        self, results: list[dict[str, Any]], printer_failures: list[dict[str, Any]]
+        self, outcomes: Sequence[Outcome], printer_failures: Sequence[PrinterFailure]
     ) -> list[FinishRecord]:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT ticket_id, final_status, recorded"
-                " FROM kprintd.kitchen_finish_print_jobs(%s, %s::jsonb, %s::jsonb)",
-                (self._settings.daemon_id, json.dumps(results), json.dumps(printer_failures)),
+                " FROM kprintd.kitchen_finish_print_jobs(%s, %s, %s)",
+                (
+                    self._settings.daemon_id,
+                    Jsonb([outcome_json(o) for o in outcomes]),
+                    Jsonb([dataclasses.asdict(f) for f in printer_failures]),
+                ),
             )
             rows = await cur.fetchall()
         return [FinishRecord(*row) for row in rows]
@@ -255,12 +422,13 @@ class Database:
     async def seconds_until_due(self, route: RouteKey) -> float | None:
         """How long until this route's next ticket is due (<= 0: now); None if none waits."""
         async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT extract(epoch FROM kprintd.kitchen_route_next_due(%s, %s, %s) - now())",
+            rows, server_now = await _with_server_now(
+                conn,
+                "SELECT kprintd.kitchen_route_next_due(%s, %s, %s)",
                 (route.brand_id, route.store_id, route.station),
             )
-            row = await cur.fetchone()
-        return float(row[0]) if row and row[0] is not None else None
+        due_at = rows[0][0] if rows else None
+        return None if due_at is None else (due_at - server_now).total_seconds()
 
     async def due_routes(self) -> list[DueRoute]:
         brand_ids, store_id = scope_args(self._settings)
@@ -288,11 +456,104 @@ class Database:
         """Raise one alert; False when it was held back as another daemon's repeat (sql/0024)."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT (kprintd.kitchen_raise_alert(%s, %s, %s, %s::jsonb) ->> 'sent')::boolean",
-                (alert_type, severity, message, json.dumps(details, default=str)),
+                "SELECT kprintd.kitchen_raise_alert(%s, %s, %s, %s)",
+                (alert_type, severity, message, _jsonb(details)),
             )
             row = await cur.fetchone()
-        return bool(row and row[0])
+        return bool(row and row[0] and row[0].get("sent"))
+
+    async def health_targets(self) -> list[HealthTarget]:
+        brand_ids, store_id = scope_args(self._settings)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT printer_id, printer_name, host, port, brand_id, store_id, station,"
+                " answers_status FROM kprintd.kitchen_health_printers(%s, %s)",
+                (brand_ids, store_id),
+            )
+            rows = await cur.fetchall()
+        return [HealthTarget(*row) for row in rows]
+
+    async def record_health_checks(self, checks: dict[int, Observation]) -> dict[int, str]:
+        """Writes the rows; returns each printer's state as kitchen_printer_state() sees it."""
+        payload = [
+            {"printer_id": printer_id, **dataclasses.asdict(observation)}
+            for printer_id, observation in checks.items()
+        ]
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT printer_id, state FROM kprintd.kitchen_record_health_checks(%s)",
+                (Jsonb(payload),),
+            )
+            rows = await cur.fetchall()
+        return {int(row[0]): str(row[1]) for row in rows}
+
+    async def prune_health_checks(self, batch: int) -> int:
+        """Delete up to `batch` health rows past their retention; returns how many went."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT kprintd.kitchen_prune_health_checks(%s, %s)",
+                (self._settings.health_retention_days, batch),
+            )
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def beat(
+        self,
+        started_at: datetime,
+        tickets_printed: int,
+        listening: bool,
+        not_listening_since: datetime | None,
+    ) -> None:
+        brand_ids, store_id = scope_args(self._settings)
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "SELECT kprintd.kitchen_daemon_beat(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    self._settings.daemon_id,
+                    socket.gethostname(),
+                    os.getpid(),
+                    __version__,
+                    store_id,
+                    brand_ids,
+                    self._settings.health_interval_s,
+                    started_at,
+                    tickets_printed,
+                    listening,
+                    not_listening_since,
+                ),
+            )
+
+    async def daemon_stopped(self, tickets_printed: int) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "SELECT kprintd.kitchen_daemon_stopped(%s, %s)",
+                (self._settings.daemon_id, tickets_printed),
+            )
+
+    async def unserved_routes(self) -> list[UnservedRoute]:
+        """Every unserved route, whatever this daemon's scope."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT brand_id, store_id, station, brand, reason, waiting, oldest_created_at,"
+                " oldest_ticket_id, message FROM kprintd.kitchen_unserved_routes()"
+            )
+            rows = await cur.fetchall()
+        return [UnservedRoute(RouteKey(*row[:3]), *row[3:]) for row in rows]
+
+    async def purge(self, days: int, actor: str) -> PurgeRecord:
+        """One kitchen_purge of final tickets older than `days` days; its kitchen_purgelog row."""
+        async with self._pool.connection() as conn:
+            cur = conn.cursor(row_factory=class_row(PurgeRecord))
+            await cur.execute(
+                "SELECT id, cutoff, tickets_deleted, items_deleted, log_rows_deleted,"
+                " tickets_kept_not_final, tickets_kept_referenced, digest"
+                " FROM kprintd.kitchen_purge(%s, %s)",
+                (timedelta(days=days), actor),
+            )
+            record = await cur.fetchone()
+        if record is None:
+            raise errors.DataError("kitchen_purge returned no row")
+        return record
 
 
 def _claimed_job(row: tuple[str | None, ...]) -> ClaimedJob:
@@ -300,6 +561,20 @@ def _claimed_job(row: tuple[str | None, ...]) -> ClaimedJob:
     if ticket_id is None or attempt is None or max_retries is None or document is None:
         raise errors.DataError(f"the claim returned an incomplete row: {row}")
     return ClaimedJob(int(ticket_id), int(attempt), int(max_retries), json.loads(document))
+
+
+async def _with_server_now(
+    conn: AsyncConnection[Any], query: str, params: tuple[Any, ...]
+) -> tuple[list[tuple[Any, ...]], datetime]:
+    """The rows of `query` and the server's now(), in one round trip (a pipeline)."""
+    async with conn.pipeline():
+        cur = await conn.execute(query, params)
+        clock = await conn.execute("SELECT now()")
+    rows = await cur.fetchall()
+    server_now = await clock.fetchone()
+    if server_now is None:
+        raise errors.OperationalError("the server did not say what time it is")
+    return rows, server_now[0]
 
 
 async def _exchange(

@@ -3,7 +3,6 @@ retention. End to end over real TCP with emulated printers, plus the pure decisi
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -12,6 +11,7 @@ import psycopg
 import pytest
 
 from kprintd.config import Settings
+from kprintd.db import HealthTarget
 from kprintd.emulator import Fault, FaultMode
 from kprintd.harness import (
     Restaurant,
@@ -22,21 +22,17 @@ from kprintd.harness import (
     ticket_id_of,
     wait_until,
 )
-from kprintd.health import (
+from kprintd.health import StationKey, observe_error, observe_state, station_groups
+from kprintd.printer_status import PaperState, PrinterState
+from kprintd.printers import (
     DOWN_BY_PRINTING,
     PRINT_ONLY_ERRORS,
-    HealthMonitor,
-    HealthTarget,
-    StationKey,
+    Printers,
     alert_for_change,
-    observe_error,
-    observe_state,
     reconcile,
-    station_groups,
     trip,
 )
-from kprintd.printer_status import PaperState, PrinterState
-from kprintd.routing import BreakerState, CircuitBreaker, PrinterBoard
+from kprintd.routing import BreakerState, CircuitBreaker
 from kprintd.transport import PrinterError
 
 FAST_HEALTH = 0.2
@@ -152,7 +148,7 @@ def test_routing_skips_a_printer_whose_check_failed_until_a_check_says_it_is_bac
     primary_id = printer_id(database_url, "primary")
     with running_daemon(database_url, health_interval_s=FAST_HEALTH) as daemon:
         assert daemon.daemon is not None
-        board = daemon.daemon.dispatcher.board
+        board = daemon.daemon.printers.board
         wait_for_checks(database_url, "primary", 1)
         wait_until(lambda: board.breaker(primary_id).state is BreakerState.OPEN)
         first = [restaurant.send("kitchen")[0] for _ in range(2)]
@@ -453,27 +449,12 @@ def test_a_passing_check_clears_only_print_failures_it_can_disprove(
     print_error: str, cleared: bool
 ) -> None:
     assert (print_error in PRINT_ONLY_ERRORS) is not cleared
-    sent: list[str] = []
-
-    class Dispatcher:
-        board = PrinterBoard(failure_threshold=3, open_seconds=30)
-
-        async def send_alert(self, kind: str, *args: Any) -> None:
-            sent.append(kind)
-
-    dispatcher = Dispatcher()
-    monitor = HealthMonitor(
-        Settings(database_url="postgresql:///unused"),
-        None,
-        dispatcher,  # type: ignore[arg-type]
-    )
-    target = HealthTarget(7, "Bar", "127.0.0.1", 9100, uuid.uuid4(), None, "bar")
-    breaker = dispatcher.board.breaker(7)
-    trip(breaker, print_error)  # the dispatcher's failed print
-    ok = observe_state(PrinterState(), 5)
-    asyncio.run(monitor._printer_state(target, "ok", ok))
+    printers = Printers(Settings(database_url="postgresql:///unused", breaker_failure_threshold=3))
+    breaker = printers.board.breaker(7)
+    trip(breaker, print_error)  # a failed print
+    news = printers.checked(7, "ok")
     assert (breaker.state is BreakerState.CLOSED) is cleared
-    assert sent == (["printer_recovered"] if cleared else [])
+    assert (news.kind if news else None) == ("printer_recovered" if cleared else None)
 
 
 def test_station_groups_follow_routing() -> None:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from kprintd.config import Settings
 from kprintd.db import notice_from_payload
-from kprintd.dispatch import retry_delay, ticket_from_document
+from kprintd.failover import retry_delay, ticket_from_document
 from kprintd.routing import BreakerState, CircuitBreaker, PrinterBoard
 
 

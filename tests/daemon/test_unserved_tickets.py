@@ -30,8 +30,8 @@ from kprintd.harness import (
     running_daemon,
     wait_until,
 )
-from kprintd.health import UNSERVED_CHECK_S
 from kprintd.monitor import printable
+from kprintd.services import UNSERVED_CHECK_S
 
 Conn = psycopg.Connection[dict[str, Any]]
 

@@ -18,7 +18,6 @@ import pytest
 
 from kprintd.config import Settings
 from kprintd.db import RoutePrinter
-from kprintd.dispatch import PrinterLinks
 from kprintd.emulator import EmulatedPrinter, FaultMode
 from kprintd.harness import (
     Restaurant,
@@ -29,6 +28,7 @@ from kprintd.harness import (
     wait_until,
 )
 from kprintd.printer_status import ALL_STATUS_REQUESTS, PaperState, StatusRequest
+from kprintd.printers import PrinterLinks
 from kprintd.transport import (
     CONFIRM_REQUESTS,
     PrinterAddress,
@@ -261,7 +261,7 @@ def test_the_daemon_prints_a_burst_to_ordinary_and_distant_printers(
         kitchen.wait_for_tickets(len(sent), timeout=20)
         wait_until(lambda: all_settled(database_url), what="tickets settled")
         assert daemon.daemon is not None
-        (trips,) = daemon.daemon.dispatcher.links.trips.values()
+        (trips,) = daemon.daemon.printers.links.trips.values()
     printed = sorted(ticket_id_of(t.text) for t in kitchen.tickets())
     assert printed == sorted(sent), "each ticket once, none lost"
     assert all(ticket(database_url, i)["status"] == "printed" for i in sent)

@@ -309,7 +309,7 @@ def printed_at_least(printer: EmulatedPrinter, count: int) -> bool:
 
 def print_spaced(restaurant: Restaurant, printer: EmulatedPrinter, count: int) -> None:
     """Send `count` kitchen tickets, each once the one before is on paper, spaced by longer than
-    a status answer stands in for the next one (dispatch.PRECHECK_FRESH_S)."""
+    a status answer stands in for the next one (printers.PRECHECK_FRESH_S)."""
     for _ in range(count):
         expected = len(printer.tickets()) + 1
         restaurant.send("kitchen")

@@ -11,7 +11,7 @@ import pytest
 from psycopg import errors
 
 from kprintd.db import RoutePrinter
-from kprintd.dispatch import layout_for
+from kprintd.failover import layout_for
 from kprintd.harness import make_brand, make_printer
 
 Conn = psycopg.Connection[dict[str, Any]]

@@ -19,8 +19,10 @@ from psycopg import errors, sql
 from psycopg.rows import dict_row
 from structlog.testing import capture_logs
 
+from kprintd import retention
 from kprintd.config import ConfigError, Settings, load_settings
-from kprintd.db import create_pool
+from kprintd.daemon import Daemon
+from kprintd.db import Database, create_pool
 from kprintd.harness import (
     add_item,
     make_bill,
@@ -31,7 +33,8 @@ from kprintd.harness import (
     send_to_kitchen,
     wait_until,
 )
-from kprintd.retention import ACTOR, RetentionService
+from kprintd.retention import ACTOR, PURGE_INTERVAL_S, TicketRetention
+from kprintd.services import Schedule
 
 Conn = psycopg.Connection[dict[str, Any]]
 
@@ -504,34 +507,32 @@ def test_a_concurrent_purge_waits_for_the_first_then_finds_nothing(
 
 def run_service(
     database_url: str,
-    retention_days: int | None,
+    retention_days: int,
     until: Callable[[], object],
     *,
     interval_s: float = 3600.0,
     timeout: float = 15.0,
-) -> tuple[bool, float]:
-    """Runs a RetentionService (first purge at once) until it ends or `until()` (called in a
-    worker thread) is true, then sets the stop event. Returns whether run() had ended by itself,
-    and how long it took to return after the stop event."""
+) -> float:
+    """Runs a TicketRetention service (first purge at once) until `until()` (called in a worker
+    thread) is true, then stops it. Returns how long stopping took."""
 
-    async def scenario() -> tuple[bool, float]:
-        settings = Settings(database_url=database_url, ticket_retention_days=retention_days)
+    async def scenario() -> float:
+        settings = Settings(database_url=database_url)
         pool = create_pool(settings, max_size=2)
         await pool.open(wait=True)
         try:
-            service = RetentionService(settings, pool, first_delay_s=0.0, interval_s=interval_s)
-            stop = asyncio.Event()
-            task = asyncio.create_task(service.run(stop))
+            service = TicketRetention(
+                Schedule(interval_s, 0.0), Database(pool, settings), retention_days
+            )
+            service.start()
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
-            while not task.done() and not await asyncio.to_thread(until):
-                assert loop.time() < deadline, "timed out waiting for the retention task"
+            while not await asyncio.to_thread(until):
+                assert loop.time() < deadline, "timed out waiting for the retention service"
                 await asyncio.sleep(0.02)
-            ended_by_itself = task.done()
-            stop.set()
             stopped_at = loop.time()
-            await asyncio.wait_for(task, 5.0)
-            return ended_by_itself, loop.time() - stopped_at
+            await asyncio.wait_for(service.stop(), 5.0)
+            return loop.time() - stopped_at
         finally:
             await pool.close()
 
@@ -545,9 +546,9 @@ def test_the_retention_task_purges_once_at_start_when_set(
     young = make_ticket(conn, brand, age="29 days")
 
     with capture_logs() as logs:
-        ended, took = run_service(database_url, 30, lambda: query(database_url, PURGED))
+        took = run_service(database_url, 30, lambda: query(database_url, PURGED))
 
-    assert not ended and took < 1.0
+    assert took < 1.0
     [record] = purgelog(conn)
     assert record["actor"] == ACTOR
     assert record["older_than"].days == 30
@@ -559,14 +560,14 @@ def test_the_retention_task_purges_once_at_start_when_set(
     assert line["digest"] == record["digest"]
 
 
-def test_the_retention_task_does_nothing_when_unset(
-    conn: Conn, brand: UUID, database_url: str
-) -> None:
-    old = make_ticket(conn, brand, age="400 days")
-    ended, _ = run_service(database_url, None, lambda: False, timeout=5.0)
-    assert ended  # at once, without a stop event
-    assert purgelog(conn) == []
-    assert counts(conn, old)[0] == 1
+def test_the_retention_task_does_nothing_when_unset(database_url: str) -> None:
+    def purges(**settings: Any) -> list[TicketRetention]:
+        daemon = Daemon(Settings(database_url=database_url, **settings))
+        return [s for s in daemon.services.services if isinstance(s, TicketRetention)]
+
+    assert purges() == []
+    [purge] = purges(ticket_retention_days=30)
+    assert purge.days == 30
 
 
 def test_the_retention_task_survives_a_failed_purge_and_tries_again(
@@ -589,9 +590,9 @@ def test_the_retention_task_survives_a_failed_purge_and_tries_again(
         return bool(query(database_url, PURGED))
 
     with capture_logs() as logs:
-        ended, took = run_service(database_url, 30, failed_then_mended, interval_s=0.05)
+        took = run_service(database_url, 30, failed_then_mended, interval_s=0.05)
 
-    assert not ended and took < 1.0
+    assert took < 1.0
     failures = [e for e in logs if e["event"].startswith("ticket purge failed")]
     assert failures and "kitchen_purge" in failures[0]["error"]
     assert len(purgelog(conn)) == 1
@@ -602,9 +603,7 @@ def test_a_daemon_with_retention_set_purges_soon_after_start(
     conn: Conn, brand: UUID, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     old = make_ticket(conn, brand, age="8 days")
-    defaults = RetentionService.__init__.__kwdefaults__
-    assert defaults is not None
-    monkeypatch.setitem(defaults, "first_delay_s", 0.0)
+    monkeypatch.setattr(retention, "SCHEDULE", Schedule(PURGE_INTERVAL_S, 0.0))
     with running_daemon(database_url, ticket_retention_days=7):
         wait_until(lambda: query(database_url, PURGED), what="the daemon's purge")
     [record] = purgelog(conn)
