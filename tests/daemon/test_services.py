@@ -35,8 +35,8 @@ from kprintd.services import (
     UnservedTickets,
 )
 from kprintd.transport import PrinterAddress
-from tests.test_retention import counts, make_ticket
-from tests.test_unserved_tickets import beat
+from tests.daemon.test_unserved_tickets import beat
+from tests.sql.test_retention import counts, make_ticket
 
 T = TypeVar("T")
 EVERY = Schedule(3600.0, 0.0)
