@@ -2,8 +2,9 @@
 
 Owns every alert the daemon raises, printing's and the health checks' alike: the wording of each
 kind, its details (the same fields where both sides know them; `source` says which side saw it),
-logging it, raising it in the database (kitchen_raise_alert, which holds back a change another
-daemon announced a moment ago: sql/0024), and remembering the conditions that stand (a station on
+logging it, raising it in the database (kitchen_raise_alert in sql/schema/43_health.sql, which
+holds back a change another daemon announced a moment ago), and remembering the conditions that
+stand (a station on
 hold, without a printer, with no working printer, with unserved tickets) so that each is
 announced when it begins and when it ends, never once per ticket or check. Whether a printer is
 down is not decided here (kprintd/printers.py); a change of it is worded here. Losing an alert

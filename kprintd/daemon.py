@@ -459,5 +459,5 @@ class Daemon:
 
 def run(settings: Settings) -> int:
     # uvloop's event loop (libuv, in C) takes about 0.1 ms off a ticket's way to paper on an idle
-    # machine: every hop through the loop costs less (docs/benchmarks.md, third pass).
+    # machine: every hop through the loop costs less (docs/decisions/0005-uvloop.md, 0015).
     return uvloop.run(Daemon(settings).run())

@@ -34,7 +34,8 @@ from kprintd.config import Settings
 from kprintd.transport import PrinterAddress
 
 TICKET_CHANNEL = "kitchen_ticket_new"
-# Printers, templates or maintenance windows changed (sql/0023): routes read their printers again.
+# Printers, templates or maintenance windows changed (sql/schema/30_triggers.sql): routes read
+# their printers again.
 PRINTERS_CHANNEL = "kitchen_printers_changed"
 ALERT_CHANNEL = "kitchen_alert"
 
@@ -75,8 +76,9 @@ class RouteKey:
 
 @dataclass(frozen=True)
 class TicketNotice:
-    """What the daemon takes from a kitchen_ticket_new notification (sql/0030): the route to
-    wake. Nothing else in a payload is used; what prints comes from the claim."""
+    """What the daemon takes from a kitchen_ticket_new notification (kitchen_ticket_notice in
+    sql/schema/30_triggers.sql): the route to wake. Nothing else in a payload is used; what
+    prints comes from the claim."""
 
     route: RouteKey
 
@@ -339,7 +341,7 @@ def create_pool(settings: Settings, max_size: int) -> AsyncConnectionPool[AsyncC
 
 
 class Database:
-    """Typed calls to the daemon's SQL functions (sql/0011_daemon_claiming.sql)."""
+    """Typed calls to the daemon's SQL functions (sql/schema/42_claims.sql, 43_health.sql)."""
 
     def __init__(self, pool: AsyncConnectionPool[AsyncConnection[Any]], settings: Settings):
         self._pool = pool
@@ -453,7 +455,8 @@ class Database:
     async def raise_alert(
         self, alert_type: str, severity: str, message: str, details: dict[str, Any]
     ) -> bool:
-        """Raise one alert; False when it was held back as another daemon's repeat (sql/0024)."""
+        """Raise one alert; False when it was held back as another daemon's repeat
+        (kitchen_raise_alert in sql/schema/43_health.sql)."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT kprintd.kitchen_raise_alert(%s, %s, %s, %s)",
@@ -583,10 +586,10 @@ async def _exchange(
     """Send one command on `conn` through libpq and wait for its result; raises it as psycopg
     would.
 
-    Used for the claim: on a CPU gone cold since the last ticket, psycopg's own way from
-    execute() to the bytes on the socket and back costs about 0.3 ms more than this, and every
-    ticket waits for the claim (docs/benchmarks.md, fifth pass). The connection is left idle, as
-    psycopg expects it back; a failure leaves it broken or active, and the pool discards it.
+    Used for the claim: on a CPU gone cold since the last ticket, psycopg's own way from execute()
+    to the bytes on the socket and back costs about 0.3 ms more than this, and every ticket waits
+    for the claim (docs/decisions/0007-claim-through-libpq.md, 0015). The connection is left idle,
+    as psycopg expects it back; a failure leaves it broken or active, and the pool discards it.
     """
     pgconn = conn.pgconn
     send(pgconn)

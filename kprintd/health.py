@@ -3,13 +3,14 @@
 Owns the health-check service (kprintd/services.py's shape). Every `health_interval_s` it asks
 every active printer of the daemon's scope for its real-time status (PrinterLinks.check: on the
 printer's own connection slot, never while it prints; all printers at once, each bounded by the
-printer timeouts), records one kitchen_printerhealthcheck row per printer (sql/0020), and tells
-the printers' owner (kprintd/printers.py) what each check found: that is where a printer is
-decided down or back, and where the news to announce comes from; the alerts (kprintd/alerts.py)
-word and send it. A printer marked as never answering status requests
+printer timeouts), records one kitchen_printerhealthcheck row per printer
+(sql/schema/43_health.sql), and tells the printers' owner (kprintd/printers.py) what each check
+found: that is where a printer is decided down or back, and where the news to announce comes from;
+the alerts (kprintd/alerts.py) word and send it. A printer marked as never answering status
+requests
 (kitchen_stationprinter.answers_status = false) is only connected to; one inside a planned
-maintenance window is not checked at all (sql/0023). It also announces stations left without a
-working printer, once when it happens and once when one is back.
+maintenance window is not checked at all (sql/schema/42_claims.sql). It also announces stations
+left without a working printer, once when it happens and once when one is back.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from kprintd.transport import (
 # A printer that pushes its status changes (ASB) needs no such answer while it says it is ready.
 PRECHECK_FRESH_S = 0.1
 
-# Printer states as kitchen_printer_state() (sql/0020) names them.
+# Printer states as kitchen_printer_state() (sql/schema/42_claims.sql) names them.
 OK = "ok"
 PAPER_LOW = "paper_low"
 DOWN_STATES = frozenset({"offline", "cover_open", "paper_out", "error"})

@@ -176,8 +176,8 @@ class IdlePrinterConnections(Service):
 
 
 class Heartbeat(Service):
-    """Upserts the daemon's heartbeat row (sql/0029): alive, what it printed, whether it listens
-    for new tickets and, if not, since when."""
+    """Upserts the daemon's heartbeat row (kitchen_daemon_beat in sql/schema/43_health.sql):
+    alive, what it printed, whether it listens for new tickets and, if not, since when."""
 
     name = "heartbeat"
 
@@ -241,7 +241,8 @@ class ListeningWatch(Service):
 
 
 class HealthPruning(Service):
-    """Deletes health-check rows past their retention, in small batches (sql/0020)."""
+    """Deletes health-check rows past their retention, in small batches
+    (kitchen_prune_health_checks in sql/schema/43_health.sql)."""
 
     name = "health pruning"
 
@@ -263,9 +264,10 @@ class HealthPruning(Service):
 
 
 class UnservedTickets(Service):
-    """Looks for tickets nothing will print (sql/0028), in every scope, not only this daemon's:
-    such a ticket is outside every running daemon's scope. Each route with such tickets raises one
-    ticket_unserved, and one ticket_unserved_cleared when none is left."""
+    """Looks for tickets nothing will print (kitchen_unserved_routes in sql/schema/55_reports.sql),
+    in every scope, not only this daemon's: such a ticket is outside every running daemon's
+    scope. Each route with such tickets raises one ticket_unserved, and one
+    ticket_unserved_cleared when none is left."""
 
     name = "unserved tickets"
 
