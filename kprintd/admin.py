@@ -2,9 +2,10 @@
 
 For the person at the store server without psql. Owns listing tickets (recent ones from
 kitchen_ticket_list(); failed and stuck ones from the views kitchen_failed_tickets and
-kitchen_stuck_tickets; the tickets of one bill, found through kitchen_bill_status) and the four
-admin actions, SQL functions called once each, in their own transaction, with the actor the
-person gives (all in sql/schema/44_admin.sql and 50_views.sql). The database decides what is
+kitchen_stuck_tickets, through kitchen_failed_ticket_list() and kitchen_stuck_ticket_list(); the
+tickets of one bill, found through kitchen_bill_lookup()) and the four admin actions, SQL functions
+called once each, in their own transaction, with the actor the person gives (all in
+sql/schema/44_admin.sql and 55_reports.sql). The database decides what is
 allowed; this module only says it in one line.
 
 Exit codes: 0 done; 1 refused (unknown ticket or bill, an impossible transition, a bad actor,
@@ -70,11 +71,6 @@ _HINT_WORDS = {
     "(kitchen_kitchenticketitem.bill_item_id)": "(as kprintd tickets --bill lists them)",
 }
 _FUNCTION_PREFIX = re.compile(r"^kitchen_\w+: ")
-# The scope of KPRINTD_BRAND_IDS and KPRINTD_STORE_ID, as kitchen_status_report() applies it.
-_IN_SCOPE = (
-    "(%(brand_ids)s::uuid[] IS NULL OR brand_id = ANY (%(brand_ids)s::uuid[]))"
-    " AND (%(store_id)s::uuid IS NULL OR store_id = %(store_id)s::uuid)"
-)
 # The subset of an action's returned kitchen_kitchenticket row that --json shows.
 _TICKET_FIELDS = (
     ("ticket_id", "id"),
@@ -270,14 +266,15 @@ def _recent(conn: Connection, settings: Settings, limit: int) -> list[dict[str, 
     ).fetchall()
 
 
-def _from_view(conn: Connection, settings: Settings, view: str, when: str, limit: int) -> Any:
+# The listings of the monitoring views, by their time column (sql/schema/55_reports.sql).
+_FAILED = "SELECT * FROM kprintd.kitchen_failed_ticket_list(%s, %s::uuid[], %s::uuid)"
+_STUCK = "SELECT * FROM kprintd.kitchen_stuck_ticket_list(%s, %s::uuid[], %s::uuid)"
+
+
+def _from_view(conn: Connection, settings: Settings, query: str, limit: int) -> Any:
     """The last `limit` rows of a monitoring view in scope by its time column, oldest first."""
-    rows = conn.execute(
-        f"SELECT * FROM {view} WHERE {_IN_SCOPE}"
-        f" ORDER BY {when} DESC, ticket_id DESC LIMIT %(limit)s",
-        {**_scope(settings), "limit": limit},
-    ).fetchall()
-    return rows[::-1]
+    scope = _scope(settings)
+    return conn.execute(query, (limit, scope["brand_ids"], scope["store_id"])).fetchall()
 
 
 def _bill_id(text: str) -> int | None:
@@ -290,16 +287,14 @@ def _bill_id(text: str) -> int | None:
 
 def _bills(conn: Connection, settings: Settings, bill: str) -> list[dict[str, Any]]:
     """Every bill in scope numbered `bill` or with id `bill`, with its tickets under "tickets"."""
+    scope = _scope(settings)
     bills = conn.execute(
-        "SELECT * FROM kitchen_bill_status"
-        f" WHERE (bill_number = %(bill)s OR bill_id = %(bill_id)s) AND {_IN_SCOPE}"
-        " ORDER BY bill_id",
-        {**_scope(settings), "bill": bill, "bill_id": _bill_id(bill)},
+        "SELECT * FROM kprintd.kitchen_bill_lookup(%s, %s::bigint, %s::uuid[], %s::uuid)",
+        (bill, _bill_id(bill), scope["brand_ids"], scope["store_id"]),
     ).fetchall()
     if not bills:
         by_id = " or with that id" if _bill_id(bill) is not None else ""
         raise Refused(f"no bill numbered {bill!r}{by_id} has tickets")
-    scope = _scope(settings)
     tickets = conn.execute(
         "SELECT * FROM kprintd.kitchen_ticket_list(NULL, %s::bigint[], %s::uuid[], %s::uuid)",
         ([b["bill_id"] for b in bills], scope["brand_ids"], scope["store_id"]),
@@ -334,10 +329,10 @@ def tickets(
             return EXIT_OK
         if failed:
             listing = "failed"
-            rows = _from_view(conn, settings, "kitchen_failed_tickets", "failed_at", limit)
+            rows = _from_view(conn, settings, _FAILED, limit)
         elif stuck:
             listing = "stuck"
-            rows = _from_view(conn, settings, "kitchen_stuck_tickets", "stuck_since", limit)
+            rows = _from_view(conn, settings, _STUCK, limit)
         else:
             listing = "recent"
             rows = _recent(conn, settings, limit)

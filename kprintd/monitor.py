@@ -411,7 +411,7 @@ class AlertLog:
     def start(self, conn: psycopg.Connection[Any], since: timedelta | None) -> list[Alert]:
         """The first read: what was sent after the log's last row at this moment, and with
         `since` also what was sent in that last interval."""
-        row = conn.execute("SELECT coalesce(max(id), 0) FROM kitchen_alertlog").fetchone()
+        row = conn.execute("SELECT kprintd.kitchen_last_alert_id()").fetchone()
         start_id = int(row[0]) if row else 0
         self.last_id, self.read_ids = start_id, set()
         rows = self.read(conn, since)

@@ -249,6 +249,18 @@ COMMENT ON FUNCTION kprintd.kitchen_alerts_after(bigint, interval) IS
     'last interval (kprintd alerts --since); either may be NULL. Rows: alert_id, alert (the '
     'payload as sent).';
 
+-- Where a listener starts reading.
+CREATE FUNCTION kprintd.kitchen_last_alert_id()
+RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(max(a.id), 0) FROM public.kitchen_alertlog a
+$$;
+
+COMMENT ON FUNCTION kprintd.kitchen_last_alert_id() IS
+    'The alert_id of the last row of kitchen_alertlog, sent or held back (0 when it is empty): '
+    'what a listener passes to kitchen_alerts_after() to read only the alerts raised from now on '
+    '(kprintd alerts).';
+
 -- Print times -----------------------------------------------------------------------------------
 CREATE FUNCTION kprintd.kitchen_print_sla_of_day(p_day date)
 RETURNS TABLE (

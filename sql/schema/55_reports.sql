@@ -1,5 +1,6 @@
--- Reports over the views of 50_views.sql: tickets nothing will print, and the one-screen summary
--- of `kprintd status`. Their SQL reads the views, so they are made after them.
+-- Reports over the views of 50_views.sql: tickets nothing will print, the one-screen summary of
+-- `kprintd status`, and what `kprintd tickets` lists from the views (failed and stuck tickets, the
+-- bills of a number). Their SQL reads the views, so they are made after them.
 
 -- Tickets nothing will print --------------------------------------------------------------------
 -- Why a route's tickets would not print ----------------------------------------------------------
@@ -341,3 +342,78 @@ COMMENT ON FUNCTION kprintd.kitchen_status_report(uuid[], uuid) IS
     'reason), a printer offline / cover open / out of paper / in error, failed or stuck tickets}. '
     'Empty attention means all is well. Scope as for the daemon: p_brand_ids NULL/empty = every '
     'brand, p_store_id NULL = every store.';
+
+-- kprintd tickets: the failed tickets, the stuck ones, the bills of a number -------------------
+-- Scope as kitchen_ticket_list() takes it. They read the views with the caller's rights: what a
+-- caller sees is what the views' SELECT grants let it see.
+CREATE FUNCTION kprintd.kitchen_failed_ticket_list(
+    p_limit      integer,
+    p_brand_ids  uuid[] DEFAULT NULL,
+    p_store_id   uuid DEFAULT NULL
+)
+RETURNS SETOF public.kitchen_failed_tickets
+    LANGUAGE sql STABLE AS $$
+    SELECT f.*
+    FROM (
+        SELECT v.*
+        FROM public.kitchen_failed_tickets v
+        WHERE (coalesce(cardinality(p_brand_ids), 0) = 0 OR v.brand_id = ANY (p_brand_ids))
+          AND (p_store_id IS NULL OR v.store_id = p_store_id)
+        ORDER BY v.failed_at DESC, v.ticket_id DESC
+        LIMIT p_limit
+    ) f
+    ORDER BY f.failed_at, f.ticket_id
+$$;
+
+COMMENT ON FUNCTION kprintd.kitchen_failed_ticket_list(integer, uuid[], uuid) IS
+    'The failed tickets `kprintd tickets --failed` lists: the p_limit rows of kitchen_failed_tickets '
+    'that failed last (every one when NULL), by failed_at then ticket_id, in the scope p_brand_ids '
+    '(NULL or empty = every brand) and p_store_id (NULL = every store); oldest first. Rows: the '
+    'view''s columns. Reads with the caller''s rights.';
+
+CREATE FUNCTION kprintd.kitchen_stuck_ticket_list(
+    p_limit      integer,
+    p_brand_ids  uuid[] DEFAULT NULL,
+    p_store_id   uuid DEFAULT NULL
+)
+RETURNS SETOF public.kitchen_stuck_tickets
+    LANGUAGE sql STABLE AS $$
+    SELECT s.*
+    FROM (
+        SELECT v.*
+        FROM public.kitchen_stuck_tickets v
+        WHERE (coalesce(cardinality(p_brand_ids), 0) = 0 OR v.brand_id = ANY (p_brand_ids))
+          AND (p_store_id IS NULL OR v.store_id = p_store_id)
+        ORDER BY v.stuck_since DESC, v.ticket_id DESC
+        LIMIT p_limit
+    ) s
+    ORDER BY s.stuck_since, s.ticket_id
+$$;
+
+COMMENT ON FUNCTION kprintd.kitchen_stuck_ticket_list(integer, uuid[], uuid) IS
+    'The stuck tickets `kprintd tickets --stuck` lists: the p_limit rows of kitchen_stuck_tickets '
+    'that got stuck last (every one when NULL), by stuck_since then ticket_id, in the scope '
+    'p_brand_ids (NULL or empty = every brand) and p_store_id (NULL = every store); oldest first, '
+    'a stuck_since of NULL last. Rows: the view''s columns. Reads with the caller''s rights.';
+
+CREATE FUNCTION kprintd.kitchen_bill_lookup(
+    p_bill_number  text,
+    p_bill_id      bigint DEFAULT NULL,
+    p_brand_ids    uuid[] DEFAULT NULL,
+    p_store_id     uuid DEFAULT NULL
+)
+RETURNS SETOF public.kitchen_bill_status
+    LANGUAGE sql STABLE AS $$
+    SELECT v.*
+    FROM public.kitchen_bill_status v
+    WHERE (v.bill_number = p_bill_number OR v.bill_id = p_bill_id)
+      AND (coalesce(cardinality(p_brand_ids), 0) = 0 OR v.brand_id = ANY (p_brand_ids))
+      AND (p_store_id IS NULL OR v.store_id = p_store_id)
+    ORDER BY v.bill_id
+$$;
+
+COMMENT ON FUNCTION kprintd.kitchen_bill_lookup(text, bigint, uuid[], uuid) IS
+    'The bills `kprintd tickets --bill` shows: the kitchen_bill_status rows of every bill numbered '
+    'p_bill_number or with id p_bill_id (either may be NULL), in the scope p_brand_ids (NULL or '
+    'empty = every brand) and p_store_id (NULL = every store), by bill_id. Only bills with tickets '
+    '(the view''s rows). Reads with the caller''s rights.';

@@ -119,6 +119,8 @@ $path$;
 -- Functions are executable by PUBLIC unless revoked: the ones that change the kitchen are revoked
 -- and granted by duty below. Functions that only read (reports, routing, documents) stay public:
 -- they run with the caller's rights, so what they show is bounded by the caller's SELECT grants.
+-- The listings of `kprintd tickets` are granted with it, to managers and auditors, whatever rights
+-- they run with.
 REVOKE EXECUTE ON FUNCTION kprintd.kitchen_create_tickets(bigint, bigint[], text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION kprintd.kitchen_reprint(bigint, text, bigint[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION kprintd.kitchen_reset_ticket(bigint, text) FROM PUBLIC;
@@ -126,6 +128,9 @@ REVOKE EXECUTE ON FUNCTION kprintd.kitchen_mark_printed(bigint, text) FROM PUBLI
 REVOKE EXECUTE ON FUNCTION kprintd.kitchen_mark_failed(bigint, text, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION kprintd.kitchen_purge(interval, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION kprintd.kitchen_ticket_list(integer, bigint[], uuid[], uuid) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kprintd.kitchen_failed_ticket_list(integer, uuid[], uuid) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kprintd.kitchen_stuck_ticket_list(integer, uuid[], uuid) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kprintd.kitchen_bill_lookup(text, bigint, uuid[], uuid) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION kprintd.kitchen_claim_print_jobs(text, double precision, uuid, uuid, text, integer) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION kprintd.kitchen_finish_print_jobs(text, jsonb, jsonb) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION kprintd.kitchen_reclaim_expired_leases(uuid[], uuid) FROM PUBLIC;
@@ -175,8 +180,13 @@ GRANT EXECUTE ON FUNCTION kprintd.kitchen_reset_ticket(bigint, text) TO kprintd_
 GRANT EXECUTE ON FUNCTION kprintd.kitchen_mark_printed(bigint, text) TO kprintd_manager;
 GRANT EXECUTE ON FUNCTION kprintd.kitchen_mark_failed(bigint, text, text) TO kprintd_manager;
 GRANT EXECUTE ON FUNCTION kprintd.kitchen_purge(interval, text) TO kprintd_manager;
--- The ticket listing of `kprintd tickets` (SECURITY DEFINER).
+-- The ticket listings of `kprintd tickets`: kitchen_ticket_list (SECURITY DEFINER), and the failed,
+-- stuck and bill listings, which read the views with the caller's rights (the views' SELECT grants
+-- below and in the loop above).
 GRANT EXECUTE ON FUNCTION kprintd.kitchen_ticket_list(integer, bigint[], uuid[], uuid) TO kprintd_manager, kprintd_auditor;
+GRANT EXECUTE ON FUNCTION kprintd.kitchen_failed_ticket_list(integer, uuid[], uuid) TO kprintd_manager, kprintd_auditor;
+GRANT EXECUTE ON FUNCTION kprintd.kitchen_stuck_ticket_list(integer, uuid[], uuid) TO kprintd_manager, kprintd_auditor;
+GRANT EXECUTE ON FUNCTION kprintd.kitchen_bill_lookup(text, bigint, uuid[], uuid) TO kprintd_manager, kprintd_auditor;
 -- Send to kitchen.
 GRANT EXECUTE ON FUNCTION kprintd.kitchen_create_tickets(bigint, bigint[], text) TO kprintd_pos;
 

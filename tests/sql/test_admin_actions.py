@@ -316,3 +316,55 @@ def test_admin_functions_restore_the_callers_description(
         admin.rollback()
     assert before == after
     assert before is not None and before[0]["actor"] == "printer_service"
+
+
+# --- the listings of `kprintd tickets` ------------------------------------------------------------
+def test_the_failed_listing_keeps_the_last_n_in_scope_oldest_first(conn: Conn) -> None:
+    ours, theirs = make_brand(conn), make_brand(conn, "Other Brand")
+    ids = []
+    for brand in (ours, ours, ours, theirs):
+        bill = make_bill(conn, brand)
+        add_item(conn, bill, make_product(conn, brand, "Nasi Goreng"))
+        (sent,) = send_to_kitchen(conn, bill)
+        conn.execute("SELECT kitchen_mark_failed(%s, 'admin:x', 'jam')", (sent["id"],))
+        ids.append(sent["id"])
+    # Failed: the first last, the second and the other brand's first.
+    for ticket_id, minutes in zip(ids, (3, 0, 1, -1), strict=True):
+        conn.execute(
+            "UPDATE kitchen_kitchenticket SET last_error_at = now() + make_interval(mins => %s)"
+            " WHERE id = %s",
+            (minutes, ticket_id),
+        )
+
+    def listed(limit: int | None, brands: list[Any] | None) -> list[int]:
+        rows = conn.execute(
+            "SELECT ticket_id FROM kitchen_failed_ticket_list(%s, %s::uuid[])", (limit, brands)
+        ).fetchall()
+        return [row["ticket_id"] for row in rows]
+
+    assert listed(None, None) == [ids[3], ids[1], ids[2], ids[0]]
+    assert listed(2, None) == [ids[2], ids[0]], "the two that failed last, oldest first"
+    assert listed(None, [ours]) == [ids[1], ids[2], ids[0]]
+    assert listed(None, []) == listed(None, None), "empty: every brand"
+    columns = conn.execute("SELECT * FROM kitchen_failed_ticket_list(1) LIMIT 0")
+    view = conn.execute("SELECT * FROM kitchen_failed_tickets LIMIT 0")
+    assert [c.name for c in columns.description or []] == [c.name for c in view.description or []]
+
+
+def test_the_bill_lookup_finds_a_bill_by_number_or_id_in_scope(conn: Conn, bill: int) -> None:
+    send_to_kitchen(conn, bill)
+    row = conn.execute(
+        "SELECT bill_number, brand_id FROM pos_bill WHERE id = %s", (bill,)
+    ).fetchone()
+    assert row is not None
+
+    def found(number: str | None, bill_id: int | None, brands: list[Any] | None) -> list[int]:
+        rows = conn.execute(
+            "SELECT bill_id FROM kitchen_bill_lookup(%s, %s, %s::uuid[])", (number, bill_id, brands)
+        ).fetchall()
+        return [r["bill_id"] for r in rows]
+
+    assert found(row["bill_number"], None, None) == [bill]
+    assert found("no such number", bill, [row["brand_id"]]) == [bill]
+    assert found(row["bill_number"], bill, [make_brand(conn, "Other Brand")]) == []
+    assert found("no such number", None, None) == []

@@ -120,6 +120,7 @@ def test_the_pos_cannot_change_tickets_or_forge_the_daemons_rows(
         "SELECT * FROM kitchen_claim_print_jobs('pos', 30, NULL, NULL, 'kitchen')",
         "SELECT kitchen_reset_ticket(1, 'admin:x')",
         "SELECT kitchen_purge('30 days', 'pos')",
+        "SELECT * FROM kitchen_failed_ticket_list(10)",
     ):
         with pytest.raises(errors.InsufficientPrivilege):
             pos.execute(statement)
@@ -188,6 +189,15 @@ def test_the_auditor_reads_and_writes_nothing(
         "n": 1
     }
     assert auditor.execute("SELECT kitchen_status_report() AS r").fetchone() is not None
+    # What `kprintd tickets` and `kprintd alerts` read.
+    for listing in (
+        "SELECT * FROM kitchen_ticket_list(10)",
+        "SELECT * FROM kitchen_failed_ticket_list(10)",
+        "SELECT * FROM kitchen_stuck_ticket_list(10)",
+        f"SELECT * FROM kitchen_bill_lookup(NULL, {bill})",
+    ):
+        assert auditor.execute(listing).fetchall() is not None, listing
+    assert auditor.execute("SELECT kitchen_last_alert_id() AS id").fetchone() is not None
     for statement in (
         "INSERT INTO kitchen_kitchenticketlog (ticket_id, new_status, action, actor)"
         " SELECT id, 'new', 'created', 'x' FROM kitchen_kitchenticket",
