@@ -23,13 +23,15 @@ postgres:
 	  echo "Installing Debian's postgresql package (server binaries for the throwaway database)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
+# Two workers (pytest-xdist), each with its own server, databases and loopback printers: most
+# tests wait on a daemon or a printer, so the suite takes about half as long as in one process.
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 # Everything but the tests marked slow (about 2 s or more each: daemons as child processes, the
 # demo, the benchmarks' smoke runs, mypy): for the edit-test loop; `make test` is what CI runs.
 test-fast: install
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -n 2 -m "not slow"
 
 lint: install
 	$(BIN)/ruff check kprintd tests bench

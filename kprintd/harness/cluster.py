@@ -21,6 +21,9 @@ from psycopg import sql
 from kprintd import migrate
 from kprintd.harness.pgembed import EmbeddedPostgres, copy_database
 
+# The advisory lock (on the server's maintenance database) held while a template is prepared.
+TEMPLATE_LOCK = 0x6B70_7274
+
 # One login per duty (a kprintd_* group role of sql/schema/60_roles_and_grants.sql), created in
 # every cluster the harness prepares, so that a daemon, a POS or an auditor can run as it does in
 # a store.
@@ -73,10 +76,16 @@ class PostgresServer:
 
     def prepare_template(self, name: str) -> str:
         """A freshly migrated database `name` (dropped first if an earlier run left it), which
-        new_database() copies from now on; returns its name."""
-        self.drop_database(name)
-        self.create_database(name)
-        self.migrate(name)
+        new_database() copies from now on; returns its name.
+
+        One process at a time per server: the roles and logins are the cluster's, so two test
+        processes sharing a server (pytest -n with KPRINTD_TEST_DATABASE_URL) would race to
+        create them."""
+        with psycopg.connect(self.admin_conninfo, autocommit=True) as lock:
+            lock.execute("SELECT pg_advisory_lock(%s)", (TEMPLATE_LOCK,))
+            self.drop_database(name)
+            self.create_database(name)
+            self.migrate(name)
         self.template = name
         return name
 

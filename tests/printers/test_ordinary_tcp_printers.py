@@ -224,10 +224,12 @@ def test_a_ticket_costs_no_round_trip_before_its_bytes_and_one_to_confirm(
         address = PrinterAddress(p.host, p.port)
         await links.send(target, JOB)  # connects: asks once and turns ASB on
         trips = links.trips[address]
-        # GS a and four requests: the pushed block goes first, and an ordinary stack holds the
-        # answers until it is acknowledged, which the count shows as a second round trip.
+        # GS a and four requests, asked at once: the pushed block goes first, and an ordinary
+        # stack holds the answers until it is acknowledged. How many reads the five replies take
+        # depends on how the kernel segments them (one or two when idle, up to five on a busy
+        # machine); what is bounded is that connecting asks once and each job after it nothing.
         connecting = trips.before
-        assert (trips.sends, trips.confirm) == (1, 1) and 1 <= connecting <= 2
+        assert (trips.sends, trips.confirm) == (1, 1) and 1 <= connecting <= 5
         for _ in range(5):
             await asyncio.sleep(0.12)  # past PRECHECK_FRESH_S: only ASB spares the request
             await links.send(target, JOB)
