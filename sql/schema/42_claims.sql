@@ -182,7 +182,11 @@ BEGIN
                                END) m)
                    ) ORDER BY bi.id)
             FROM public.kitchen_kitchenticketitem kti
-            JOIN public.kitchen_pos_billitem bi ON bi.id = kti.bill_item_id
+            -- Each line's bill item by its key, one index probe per line, whatever the
+            -- statistics say (OFFSET 0 keeps the planner from merging this into a join): with
+            -- statistics older than a burst it hashed all of pos_billitem for every ticket.
+            CROSS JOIN LATERAL (SELECT * FROM public.kitchen_pos_billitem item
+                                 WHERE item.id = kti.bill_item_id OFFSET 0) bi
             WHERE kti.kitchen_ticket_id = t.id
         ), '[]'))
     FROM public.kitchen_kitchenticket t
